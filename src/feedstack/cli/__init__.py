@@ -1,0 +1,1 @@
+"""The command line: a thin composition root. Nothing imports it."""

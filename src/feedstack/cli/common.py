@@ -1,0 +1,65 @@
+"""What every command shares: project location, JSON output, error -> exit code mapping.
+
+Exit codes: 0 ok, 1 failure (a backend down, a stage that failed), 2 bad input or usage
+(ConfigError, InputError, typer's own usage errors).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+import orjson
+import typer
+from rich.console import Console
+
+from feedstack.core.errors import ConfigError, FeedstackError, InputError
+
+# Human output goes to stderr so that --json keeps stdout machine-readable.
+console = Console(stderr=True)
+
+T = TypeVar("T")
+
+ProjectOption = typer.Option(
+    None,
+    "--project",
+    "-p",
+    help="Project folder with feedstack.yaml (default: $FEEDSTACK_PROJECT or the current one).",
+)
+JsonOption = typer.Option(False, "--json", help="Print a machine-readable JSON result on stdout.")
+
+
+def project_dir(project: Path | None) -> Path:
+    if project is not None:
+        return project
+    env = os.environ.get("FEEDSTACK_PROJECT")
+    return Path(env) if env else Path.cwd()
+
+
+def emit_json(obj: Any) -> None:
+    sys.stdout.buffer.write(
+        orjson.dumps(obj, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS) + b"\n"
+    )
+    sys.stdout.flush()
+
+
+@contextmanager
+def cli_errors() -> Iterator[None]:
+    """Translate feedstack errors into a one-line message and the documented exit code."""
+    try:
+        yield
+    except (ConfigError, InputError) as exc:
+        console.print(f"[red]error:[/red] {exc}", markup=True, highlight=False)
+        raise typer.Exit(2) from None
+    except FeedstackError as exc:
+        console.print(f"[red]failed:[/red] {exc}", markup=True, highlight=False)
+        raise typer.Exit(1) from None
+
+
+def run_cli(fn: Callable[[], T]) -> T:
+    with cli_errors():
+        return fn()

@@ -1,0 +1,32 @@
+"""``feedstack``: the command line. Each command lives in its own module and registers here."""
+
+from __future__ import annotations
+
+import typer
+
+from feedstack import __version__
+from feedstack.cli import ingest_cmd, init_cmd, world_cmd
+
+app = typer.Typer(
+    name="feedstack",
+    help="feedstack: an end-to-end personalized feed system, measured by itself.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.command("init")(init_cmd.init)
+app.command("ingest")(ingest_cmd.ingest)
+app.add_typer(world_cmd.app, name="world")
+
+
+@app.callback(invoke_without_command=True)
+def _root(
+    version: bool = typer.Option(False, "--version", help="Print the version and exit."),
+) -> None:
+    if version:
+        typer.echo(__version__)
+        raise typer.Exit(0)
+
+
+def main() -> None:
+    app()

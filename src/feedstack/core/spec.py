@@ -1,0 +1,179 @@
+"""The requirements spec, ``feedstack.yaml``: loaded once, validated once, read by every stage.
+
+Defaults are the reference case of the design: a personalized news feed for 50M daily users,
+p95 <= 120 ms, features fresh within 2 min, compute <= $28k/month, CTR lift >= 5 %.
+Unknown keys are rejected; every error names the dotted key and the offending value.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from feedstack.core.errors import ConfigError
+
+SPEC_FILE = "feedstack.yaml"
+SPEC_VERSION = 1
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Autoscaling(_Section):
+    """Add ``add_nodes_pct`` % nodes for every ``per_traffic_surge_pct`` % of traffic surge."""
+
+    per_traffic_surge_pct: float = Field(10.0, gt=0)
+    add_nodes_pct: float = Field(2.0, gt=0)
+
+
+class Traffic(_Section):
+    daily_active_users: int = Field(50_000_000, gt=0)
+    requests_per_user_per_day: float = Field(10.0, gt=0)
+    peak_to_average: float = Field(3.0, ge=1.0)
+    zones: int = Field(3, ge=1)
+    autoscaling: Autoscaling = Autoscaling()
+
+
+class Latency(_Section):
+    p95_ms: float = Field(120.0, gt=0)
+    p99_alert_ms: float = Field(130.0, gt=0)
+    availability: float = Field(0.999, gt=0, lt=1)
+
+    @model_validator(mode="after")
+    def _alert_above_objective(self) -> Latency:
+        if self.p99_alert_ms < self.p95_ms:
+            raise ValueError(
+                f"p99_alert_ms ({self.p99_alert_ms}) must be >= p95_ms ({self.p95_ms})"
+            )
+        return self
+
+
+class Freshness(_Section):
+    feature_max_lag_s: float = Field(120.0, gt=0)
+
+
+class Budget(_Section):
+    compute_usd_per_month: float = Field(28_000.0, gt=0)
+
+
+class Kpi(_Section):
+    ctr_lift_min: float = Field(0.05, description="relative lift, 0.05 = +5 %")
+    # Assumed: a news publisher earns on the order of a cent per click through ads on the article
+    # page (display RPMs of a few dollars per 1,000 page views). Replace with your own number.
+    value_per_click_usd: float = Field(0.01, ge=0)
+
+
+class Drift(_Section):
+    kl_alert: float = Field(0.05, gt=0)
+    psi_alert: float = Field(0.2, gt=0)
+    ks_p_value: float = Field(0.01, gt=0, lt=1)
+
+
+class Ingest(_Section):
+    batch_size: int = Field(5_000, ge=1, le=1_000_000)
+    max_future_skew_s: float = Field(300.0, ge=0)
+    max_title_chars: int = Field(1_000, ge=1)
+    max_text_chars: int = Field(100_000, ge=1)
+    max_line_bytes: int = Field(1_048_576, ge=64)
+    max_items_per_impression: int = Field(1_000, ge=1)
+
+
+class Backends(_Section):
+    """Backends by URL. Local schemes take a path after ``scheme://``; a relative path is resolved
+    against the project folder (``sqlite://data/events.sqlite``), an absolute one starts with ``/``
+    (``sqlite:///var/feedstack/events.sqlite``). Production: ``redis://host:6379/0?prefix=fs``."""
+
+    event_log: str = "sqlite://data/events.sqlite"
+    dead_letter: str = "file://data/dead_letter"
+    offline_store: str = "file://data/offline"
+
+
+class Spec(_Section):
+    version: int = SPEC_VERSION
+    name: str = "reference-news-feed"
+    traffic: Traffic = Traffic()
+    latency: Latency = Latency()
+    freshness: Freshness = Freshness()
+    budget: Budget = Budget()
+    kpi: Kpi = Kpi()
+    drift: Drift = Drift()
+    ingest: Ingest = Ingest()
+    backends: Backends = Backends()
+
+    @model_validator(mode="after")
+    def _known_version(self) -> Spec:
+        if self.version != SPEC_VERSION:
+            raise ValueError(f"unsupported spec version {self.version}; expected {SPEC_VERSION}")
+        return self
+
+
+def _format_errors(err: ValidationError, where: str) -> str:
+    lines = []
+    for e in err.errors():
+        key = ".".join(str(p) for p in e["loc"]) or "<root>"
+        value = e.get("input")
+        shown = repr(value) if not isinstance(value, dict) else "{...}"
+        if e["type"] == "extra_forbidden":
+            lines.append(f"{where}: unknown key '{key}' (value {shown})")
+        else:
+            lines.append(f"{where}: key '{key}' = {shown}: {e['msg']}")
+    return "\n".join(lines)
+
+
+def parse_spec(data: Any, where: str = SPEC_FILE) -> Spec:
+    """Validate a mapping (as read from YAML) into a Spec, or raise ConfigError naming the keys."""
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(
+            f"{where}: expected a mapping at the top level, got {type(data).__name__}"
+        )
+    try:
+        return Spec.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(_format_errors(err, where)) from None
+
+
+def load_spec(project: Path) -> Spec:
+    """Load ``project/feedstack.yaml`` (or a path to the file itself)."""
+    path = project / SPEC_FILE if project.is_dir() else project
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(
+            f"no {SPEC_FILE} at {path}; create one with `feedstack init {path.parent}`"
+        ) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read {path}: {exc}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: invalid YAML: {exc}") from None
+    return parse_spec(data, where=str(path))
+
+
+_HEADER = """\
+# feedstack requirements spec. Every stage reads its targets from here.
+# Defaults: the reference case, a personalized news feed for 50M daily users.
+# Units are in the key names. Unknown keys are rejected.
+"""
+
+
+def render_spec(spec: Spec) -> str:
+    return _HEADER + yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False)
+
+
+def write_default_spec(directory: Path, *, overwrite: bool = False) -> Path:
+    """Write the reference-case spec to ``directory/feedstack.yaml`` and return its path."""
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / SPEC_FILE
+    if path.exists() and not overwrite:
+        raise ConfigError(f"{path} exists already; pass --force to overwrite it")
+    tmp = path.with_suffix(".yaml.tmp")
+    tmp.write_text(render_spec(Spec()), encoding="utf-8")
+    tmp.replace(path)
+    return path

@@ -1,0 +1,1 @@
+"""Ingestion: read raw records, validate them into events, dead-letter the rest, append durably."""

@@ -1,0 +1,1 @@
+"""Ports and adapters for storage: event log, dead-letter store, offline (Parquet) store."""

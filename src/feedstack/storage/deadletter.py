@@ -1,0 +1,180 @@
+"""The dead-letter store: every rejected input record, kept with its raw text and the reason.
+
+Port: ``write(rejections)`` is durable before it returns and idempotent (an entry is keyed by a
+hash of its source, raw text and reason, so re-ingesting a bad file does not grow the store);
+``read()`` returns every entry; ``location`` says where to look.
+
+Backends: ``file://DIR`` (``DIR/dead_letter.jsonl``, appended and fsynced) and ``redis://``
+(a stream ``{prefix}:dead_letter`` with a set of entry keys).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import orjson
+
+from feedstack.core.errors import BackendUnavailable
+from feedstack.storage.urls import parse_backend_url, redis_client
+
+DEAD_LETTER_SCHEMES = ("file", "redis")
+
+
+@dataclass(frozen=True)
+class Rejection:
+    """One input record that did not become an event."""
+
+    source: str  # file path or "api"
+    line: int  # 1-based line or row number in the source; 0 when not applicable
+    field: str  # dotted field path, or "<record>" for the record as a whole
+    reason: str
+    raw: str  # the raw text as received (undecodable bytes shown as \\x escapes)
+
+    def key(self) -> str:
+        h = hashlib.blake2b(digest_size=16)
+        for part in (self.source, str(self.line), self.field, self.reason, self.raw):
+            h.update(part.encode("utf-8", "surrogatepass"))
+            h.update(b"\x00")
+        return h.hexdigest()
+
+
+class DeadLetterStore(Protocol):
+    location: str
+
+    def write(self, rejections: Sequence[Rejection]) -> int:
+        """Store the rejections durably; returns how many were new."""
+        ...
+
+    def read(self) -> list[Rejection]: ...
+
+    def close(self) -> None: ...
+
+
+class FileDeadLetter:
+    FILE = "dead_letter.jsonl"
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.path = directory / self.FILE
+        self.location = str(self.path)
+        self._keys: set[str] | None = None
+
+    def _load_keys(self) -> set[str]:
+        if self._keys is None:
+            self._keys = set()
+            if self.path.exists():
+                self._repair_tail()
+                with self.path.open("rb") as f:
+                    for line in f:
+                        self._keys.add(orjson.loads(line)["key"])
+        return self._keys
+
+    def _repair_tail(self) -> None:
+        """Drop a partial last line left by a crash mid-write (it was never acknowledged)."""
+        data = self.path.read_bytes()
+        if data and not data.endswith(b"\n"):
+            cut = data.rfind(b"\n") + 1
+            with self.path.open("r+b") as f:
+                f.truncate(cut)
+                os.fsync(f.fileno())
+
+    def write(self, rejections: Sequence[Rejection]) -> int:
+        if not rejections:
+            return 0
+        keys = self._load_keys()
+        lines = []
+        for r in rejections:
+            k = r.key()
+            if k in keys:
+                continue
+            keys.add(k)
+            lines.append(orjson.dumps({"key": k, **asdict(r)}) + b"\n")
+        if lines:
+            try:
+                self.directory.mkdir(parents=True, exist_ok=True)
+                with self.path.open("ab") as f:
+                    f.write(b"".join(lines))
+                    f.flush()
+                    os.fsync(f.fileno())
+            except OSError as exc:
+                raise BackendUnavailable(f"dead-letter store {self.location}: {exc}") from exc
+        return len(lines)
+
+    def read(self) -> list[Rejection]:
+        if not self.path.exists():
+            return []
+        out = []
+        with self.path.open("rb") as f:
+            for line in f:
+                if not line.endswith(b"\n"):
+                    break
+                d = orjson.loads(line)
+                d.pop("key")
+                out.append(Rejection(**d))
+        return out
+
+    def close(self) -> None:
+        pass
+
+
+_DL_APPEND = """
+local added = 0
+for i = 1, #ARGV, 2 do
+  if redis.call('SADD', KEYS[2], ARGV[i]) == 1 then
+    redis.call('XADD', KEYS[1], '*', 'r', ARGV[i + 1])
+    added = added + 1
+  end
+end
+return added
+"""
+
+
+class RedisDeadLetter:
+    def __init__(self, url: str, prefix: str = "feedstack", client: Any = None) -> None:
+        import redis
+
+        self.stream = f"{prefix}:dead_letter"
+        self.keys = f"{prefix}:dead_letter_keys"
+        self.location = f"{url.split('?')[0]} stream {self.stream}"
+        self._err: type[Exception] = redis.RedisError
+        self._r: Any = client or redis_client(url)
+        try:
+            self._script = self._r.register_script(_DL_APPEND)
+            self._r.ping()
+        except redis.RedisError as exc:
+            raise BackendUnavailable(f"dead-letter store {url}: {exc}") from exc
+
+    def write(self, rejections: Sequence[Rejection]) -> int:
+        if not rejections:
+            return 0
+        args: list[Any] = []
+        for r in rejections:
+            args.append(r.key())
+            args.append(orjson.dumps(asdict(r)))
+        try:
+            return int(self._script(keys=[self.stream, self.keys], args=args))
+        except self._err as exc:
+            raise BackendUnavailable(f"dead-letter store {self.location}: {exc}") from exc
+
+    def read(self) -> list[Rejection]:
+        entries = self._r.xrange(self.stream, "-", "+")
+        return [Rejection(**orjson.loads(fields[b"r"])) for _, fields in entries]
+
+    def drop(self) -> None:
+        self._r.delete(self.stream, self.keys)
+
+    def close(self) -> None:
+        self._r.close()
+
+
+def open_dead_letter(url: str, project: Path) -> DeadLetterStore:
+    parsed = parse_backend_url(url, "dead_letter", DEAD_LETTER_SCHEMES, project)
+    if parsed.scheme == "file":
+        assert parsed.path is not None
+        return FileDeadLetter(parsed.path)
+    return RedisDeadLetter(url, prefix=parsed.prefix)

@@ -1,0 +1,79 @@
+"""The event log port: a durable, idempotent, ordered log of validated events.
+
+Contract (every backend, proved by tests/contract/test_event_log.py):
+- ``append(events)`` is atomic per call and durable before it returns: once it returns, every
+  accepted event survives a crash of this process; if it raises, none of the batch was written.
+- Idempotent: an event whose ``event_id`` is already in the log is not written again; the result
+  counts it as a duplicate (duplicates inside one batch count too; the first one wins).
+- ``payloads``, when given, are the events' JSON exactly as received and validated (aligned with
+  ``events``); the log stores them instead of serializing again (the ingest fast path). Reading
+  such a payload back yields the same event.
+- ``read(after, limit)`` returns records in append order, each with an opaque, increasing
+  ``offset``; ``after=None`` starts at the beginning. Offsets are stable across restarts.
+  ``read_raw`` is the same without parsing: ``(offset, JSON bytes)`` pairs (bulk export).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from feedstack.core.events import Event
+from feedstack.storage.urls import parse_backend_url
+
+EVENT_LOG_SCHEMES = ("sqlite", "redis")
+
+
+@dataclass(frozen=True)
+class AppendResult:
+    accepted: int
+    duplicates: int
+
+
+@dataclass(frozen=True)
+class LogRecord:
+    offset: str
+    event: Event
+
+
+class EventLog(Protocol):
+    url: str
+
+    def append(
+        self, events: Sequence[Event], payloads: Sequence[bytes] | None = None
+    ) -> AppendResult: ...
+
+    def read(self, after: str | None = None, limit: int = 10_000) -> list[LogRecord]: ...
+
+    def read_raw(
+        self, after: str | None = None, limit: int = 10_000
+    ) -> list[tuple[str, bytes]]: ...
+
+    def count(self) -> int: ...
+
+    def close(self) -> None: ...
+
+
+def iter_log(log: EventLog, after: str | None = None, batch: int = 10_000) -> Iterator[LogRecord]:
+    """Every record after ``after``, in order, read in batches."""
+    while True:
+        records = log.read(after, batch)
+        if not records:
+            return
+        yield from records
+        after = records[-1].offset
+
+
+def open_event_log(url: str, project: Path) -> EventLog:
+    """Open the event log named by ``url`` (spec key ``backends.event_log``)."""
+    parsed = parse_backend_url(url, "event_log", EVENT_LOG_SCHEMES, project)
+    if parsed.scheme == "sqlite":
+        from feedstack.storage.sqlite_log import SqliteEventLog
+
+        assert parsed.path is not None
+        return SqliteEventLog(parsed.path, url=url)
+    from feedstack.storage.redis_log import RedisStreamEventLog
+
+    return RedisStreamEventLog(url, prefix=parsed.prefix)
