@@ -154,3 +154,38 @@ def _batches(records: Iterable[RawRecord], size: int) -> Iterator[list[RawRecord
     it = iter(records)
     while batch := list(islice(it, size)):
         yield batch
+
+
+class StreamIntake:
+    """Streaming intake on the same pipeline: records arrive one by one (a socket, a queue) and
+    are acknowledged in batches, flushed when ``batch_size`` records wait or the oldest has
+    waited ``max_delay_s``. ``submit`` returns the batch's result when it caused a flush."""
+
+    def __init__(self, ingestor: Ingestor, max_delay_s: float = 0.2, clock: Clock | None = None):
+        self.ingestor = ingestor
+        self.max_delay_s = max_delay_s
+        self.clock = clock or SystemClock()
+        self._pending: list[RawRecord] = []
+        self._oldest: float | None = None
+
+    def submit(self, record: RawRecord) -> BatchResult | None:
+        if not self._pending:
+            self._oldest = self.clock.now().timestamp()
+        self._pending.append(record)
+        if len(self._pending) >= self.ingestor.batch_size or self.due():
+            return self.flush()
+        return None
+
+    def due(self) -> bool:
+        return (
+            self._oldest is not None
+            and self.clock.now().timestamp() - self._oldest >= self.max_delay_s
+        )
+
+    def flush(self) -> BatchResult:
+        batch, self._pending, self._oldest = self._pending, [], None
+        return self.ingestor.ingest_batch(batch)
+
+    @property
+    def pending(self) -> int:
+        return len(self._pending)

@@ -1,0 +1,121 @@
+"""``feedstack bench ...``: measure, record in measurements/, render docs/benchmarks.md."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from feedstack.bench import measurements
+from feedstack.cli.common import (
+    JsonOption,
+    ProjectOption,
+    cli_errors,
+    console,
+    emit_json,
+    project_dir,
+)
+
+app = typer.Typer(
+    help="Benchmarks: measure against a same-run baseline and record the numbers.",
+    no_args_is_help=True,
+)
+
+TARGETS = {
+    "bench-ingest": [
+        "embedded: >= 100,000 events/s batch ingest into the event log on one core",
+        "redis: >= 30,000 events/s into Redis Streams (pipelined, loopback)",
+    ],
+    "bench-world": [
+        "100,000 users / ~1,000,000 events generated in <= 60 s",
+        "1,000,000 users streamed to disk with peak memory <= 2 GB",
+    ],
+}
+
+
+def _redis_url(redis: bool) -> str | None:
+    return os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0") if redis else None
+
+
+def _finish(
+    kind: str, result: dict[str, Any], project: Path | None, as_json: bool
+) -> dict[str, Any]:
+    rec = measurements.record(kind, result)
+    path = measurements.save(project_dir(project) / "measurements", rec)
+    if as_json:
+        emit_json(result)
+    else:
+        console.print_json(data=result)
+        console.print(f"recorded in {path}")
+    return rec
+
+
+@app.command("ingest")
+def ingest(
+    events: int = typer.Option(1_000_000, "--events", min=1000, help="Events to ingest."),
+    batch: int = typer.Option(5_000, "--batch", min=1, help="Events per durable batch."),
+    redis: bool = typer.Option(True, "--redis/--no-redis", help="Also measure Redis Streams."),
+    project: Path | None = ProjectOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """Ingest throughput (embedded SQLite and Redis Streams) against the bare-store floor."""
+    from feedstack.bench.ingest import run_ingest_bench
+
+    with cli_errors():
+        _finish(
+            "bench-ingest", run_ingest_bench(events, batch, _redis_url(redis)), project, as_json
+        )
+
+
+@app.command("world")
+def world(
+    users: int = typer.Option(100_000, "--users", min=1, help="Users in the timed world."),
+    big_users: int = typer.Option(
+        1_000_000, "--big-users", min=0, help="Users in the memory run (0 skips it)."
+    ),
+    project: Path | None = ProjectOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """World generation speed and peak memory."""
+    from feedstack.bench.world import run_world_bench
+
+    with cli_errors():
+        _finish("bench-world", run_world_bench(users=users, big_users=big_users), project, as_json)
+
+
+@app.command("all")
+def all_(
+    out: Path = typer.Option(Path("docs/benchmarks.md"), "--out", help="Markdown file to write."),
+    quick: bool = typer.Option(
+        False, "--quick", help="Small sizes (a smoke run, not the numbers)."
+    ),
+    project: Path | None = ProjectOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """Run every benchmark and write the markdown report."""
+    from feedstack.bench.ingest import run_ingest_bench
+    from feedstack.bench.markdown import render
+    from feedstack.bench.world import run_world_bench
+
+    with cli_errors():
+        folder = project_dir(project) / "measurements"
+        records = []
+        console.print("[bold]bench ingest[/bold]")
+        ingest_events = 50_000 if quick else 1_000_000
+        res = run_ingest_bench(ingest_events, 5_000, _redis_url(True))
+        records.append(measurements.record("bench-ingest", res))
+        console.print("[bold]bench world[/bold]")
+        res = run_world_bench(
+            users=2_000 if quick else 100_000, big_users=0 if quick else 1_000_000
+        )
+        records.append(measurements.record("bench-world", res))
+        for rec in records:
+            measurements.save(folder, rec)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(render(records, TARGETS), encoding="utf-8")
+        if as_json:
+            emit_json({"out": str(out), "results": {r["kind"]: r["result"] for r in records}})
+        else:
+            console.print(f"wrote {out}")
