@@ -1,0 +1,71 @@
+"""FeatureRows: the columnar output of the aggregator, one object per feature view."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from feedstack.features.definitions import VIEWS_BY_NAME
+
+_ARROW = {
+    "float32": pa.float32(),
+    "int64": pa.int64(),
+    "string": pa.string(),
+    "float32_list": pa.list_(pa.float32()),
+    "string_list": pa.list_(pa.string()),
+}
+
+
+@dataclass
+class FeatureRows:
+    """Rows of one view: entity keys, as-of times (Unix seconds) and one column per feature."""
+
+    view: str
+    keys: list[str]
+    as_of_s: np.ndarray[Any, np.dtype[np.float64]]
+    columns: dict[str, Any] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def to_arrow(self) -> pa.Table:
+        v = VIEWS_BY_NAME[self.view]
+        ts = pa.array((np.round(self.as_of_s * 1e6)).astype("int64"), pa.int64()).cast(
+            pa.timestamp("us", tz="UTC")
+        )
+        arrays = [pa.array(self.keys, pa.string()), ts]
+        names = [v.entity, "event_timestamp"]
+        for f in v.features:
+            col = self.columns[f.name]
+            if isinstance(col, np.ndarray) and f.dtype in ("float32", "int64"):
+                arrays.append(pa.array(col.astype(f.dtype), _ARROW[f.dtype]))
+            else:
+                arrays.append(pa.array(list(col), _ARROW[f.dtype]))
+            names.append(f.name)
+        return pa.Table.from_arrays(arrays, names=names)
+
+    def records(self) -> list[dict[str, Any]]:
+        """Row dicts (tests and debugging)."""
+        out = []
+        for i, key in enumerate(self.keys):
+            row: dict[str, Any] = {"key": key, "as_of_s": float(self.as_of_s[i])}
+            for name, col in self.columns.items():
+                value = col[i]
+                row[name] = value.tolist() if isinstance(value, np.ndarray) else value
+                if isinstance(row[name], np.generic):
+                    row[name] = row[name].item()
+            out.append(row)
+        return out
+
+
+def arrow_schema(view: str) -> pa.Schema:
+    v = VIEWS_BY_NAME[view]
+    fields = [
+        pa.field(v.entity, pa.string()),
+        pa.field("event_timestamp", pa.timestamp("us", tz="UTC")),
+    ]
+    fields += [pa.field(f.name, _ARROW[f.dtype]) for f in v.features]
+    return pa.schema(fields)
