@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from feedstack import __version__
-from feedstack.cli import bench_cmd, ingest_cmd, init_cmd, world_cmd
+from feedstack.cli import bench_cmd, demo_cmd, ingest_cmd, init_cmd, world_cmd
 
 app = typer.Typer(
     name="feedstack",
@@ -16,6 +16,7 @@ app = typer.Typer(
 )
 app.command("init")(init_cmd.init)
 app.command("ingest")(ingest_cmd.ingest)
+app.command("demo")(demo_cmd.demo)
 app.add_typer(world_cmd.app, name="world")
 app.add_typer(bench_cmd.app, name="bench")
 

@@ -1,0 +1,1 @@
+"""The main job: everything that exists, end to end, on embedded defaults (``make demo``)."""

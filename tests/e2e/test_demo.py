@@ -1,0 +1,24 @@
+"""The main job runs end to end on a small world and reports every stage."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import orjson
+from typer.testing import CliRunner
+
+from feedstack.cli.main import app
+from feedstack.demo.stages import STAGES
+
+
+def test_demo_runs_every_stage(tmp_path: Path) -> None:
+    out = tmp_path / "demo"
+    args = ["demo", "--out", str(out), "--users", "150", "--articles", "80", "--days", "1"]
+    result = CliRunner().invoke(app, [*args, "--json"])
+    assert result.exit_code == 0, result.stderr
+    doc = orjson.loads(result.stdout)
+    assert doc["ok"] is True
+    assert list(doc["stage_seconds"]) == [name for name, _, _ in STAGES]
+    assert doc["results"]["ingest"]["rejected"] == 0
+    assert doc["results"]["ingest"]["reingest_duplicates"] == doc["results"]["ingest"]["accepted"]
+    assert orjson.loads((out / "demo.json").read_bytes())["ok"] is True
