@@ -76,7 +76,7 @@ def test_given_payloads_are_stored_as_is(log: EventLog) -> None:
     raw += b' "request_id": "r1", "user_id": "u1", "item_ids": ["a0","a1","a2","a3","a4"],'
     raw += b' "model_version": "m0" }'
     log.append(evs, [raw])
-    [(offset, stored)] = log.read_raw()
+    [(_, stored)] = log.read_raw()
     assert stored == raw
     assert log.read()[0].event == evs[0]
 
@@ -94,5 +94,6 @@ def test_empty_append(log: EventLog) -> None:
 
 
 def test_unknown_scheme_lists_valid_ones(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match=r"backends.event_log = 'kafka://x'.*valid: sqlite, redis"):
+    match = r"backends.event_log = 'kafka://x'.*valid: sqlite, redis"
+    with pytest.raises(ConfigError, match=match):
         open_event_log("kafka://x", tmp_path)

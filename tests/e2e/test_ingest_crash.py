@@ -1,4 +1,4 @@
-"""kill -9 in the middle of an ingest loses no acknowledged event and leaves nothing half-written."""
+"""kill -9 mid-ingest loses no acknowledged event and leaves nothing half-written."""
 
 from __future__ import annotations
 

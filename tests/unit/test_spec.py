@@ -68,7 +68,8 @@ def test_invalid_yaml(tmp_path: Path) -> None:
 
 
 def test_partial_spec_keeps_other_defaults(tmp_path: Path) -> None:
-    (tmp_path / "feedstack.yaml").write_text(yaml.safe_dump({"budget": {"compute_usd_per_month": 9}}))
+    spec = {"budget": {"compute_usd_per_month": 9}}
+    (tmp_path / "feedstack.yaml").write_text(yaml.safe_dump(spec))
     s = load_spec(tmp_path)
     assert s.budget.compute_usd_per_month == 9
     assert s.latency.p95_ms == 120
