@@ -40,7 +40,9 @@ def _peak_kb():
         pass
     return 0
 """
-_CHILD = _PEAK + """
+_CHILD = (
+    _PEAK
+    + """
 import sys, orjson
 from pathlib import Path
 from feedstack.world import WorldConfig, write_world
@@ -49,11 +51,15 @@ out = Path(args.pop("out")); fmt = args.pop("format")
 summary = write_world(WorldConfig(**args), out, fmt)
 sys.stdout.buffer.write(orjson.dumps({"summary": summary, "peak_kb": _peak_kb()}))
 """
-_BASELINE = _PEAK + """
+)
+_BASELINE = (
+    _PEAK
+    + """
 import sys, orjson
 import feedstack.world
 sys.stdout.buffer.write(orjson.dumps({"peak_kb": _peak_kb()}))
 """
+)
 
 
 def run_world_bench(
