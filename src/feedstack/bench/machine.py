@@ -7,7 +7,7 @@ import platform
 from importlib import metadata
 from typing import Any
 
-_PACKAGES = ("numpy", "pyarrow", "duckdb", "pydantic", "orjson", "redis")
+_PACKAGES = ("numpy", "pyarrow", "duckdb", "pydantic", "orjson", "redis", "feast", "lightgbm")
 
 
 def _cpu_model() -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from feedstack import __version__
-from feedstack.cli import bench_cmd, demo_cmd, ingest_cmd, init_cmd, world_cmd
+from feedstack.cli import bench_cmd, demo_cmd, features_cmd, ingest_cmd, init_cmd, world_cmd
 
 app = typer.Typer(
     name="feedstack",
@@ -19,6 +19,7 @@ app.command("ingest")(ingest_cmd.ingest)
 app.command("demo")(demo_cmd.demo)
 app.add_typer(world_cmd.app, name="world")
 app.add_typer(bench_cmd.app, name="bench")
+app.add_typer(features_cmd.app, name="features")
 
 
 @app.callback(invoke_without_command=True)

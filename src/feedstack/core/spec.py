@@ -90,6 +90,9 @@ class Backends(_Section):
     event_log: str = "sqlite://data/events.sqlite"
     dead_letter: str = "file://data/dead_letter"
     offline_store: str = "file://data/offline"
+    # Feast: online store (sqlite:// or redis://) and the folder of offline feature rows.
+    online_features: str = "sqlite://data/feast/online.db"
+    offline_features: str = "file://data/feast/offline"
 
 
 class Spec(_Section):
