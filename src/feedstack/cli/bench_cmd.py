@@ -9,6 +9,7 @@ from typing import Any
 import typer
 
 from feedstack.bench import measurements
+from feedstack.cli import worker_cmd
 from feedstack.cli.common import (
     JsonOption,
     ProjectOption,
@@ -28,6 +29,14 @@ TARGETS = {
         "embedded: >= 100,000 events/s batch ingest into the event log on one core",
         "redis: >= 30,000 events/s into Redis Streams (pipelined, loopback)",
     ],
+    "bench-freshness": [
+        "event->online lag p99 <= 1 s at 5,000 events/s on the embedded stack, <= 2 s with Redis",
+    ],
+    "bench-worker": [
+        "streaming worker >= 20,000 events/s on one core",
+        "<= 1 GB of window state for 1M users",
+    ],
+    "bench-features": ["user-feature lookup p99 <= 2 ms against Redis on loopback"],
     "bench-world": [
         "100,000 users / ~1,000,000 events generated in <= 60 s",
         "1,000,000 users streamed to disk with peak memory <= 2 GB",
@@ -119,3 +128,7 @@ def all_(
             emit_json({"out": str(out), "results": {r["kind"]: r["result"] for r in records}})
         else:
             console.print(f"wrote {out}")
+
+
+app.command("freshness")(worker_cmd.bench_freshness)
+app.command("worker")(worker_cmd.bench_worker)

@@ -5,7 +5,15 @@ from __future__ import annotations
 import typer
 
 from feedstack import __version__
-from feedstack.cli import bench_cmd, demo_cmd, features_cmd, ingest_cmd, init_cmd, world_cmd
+from feedstack.cli import (
+    bench_cmd,
+    demo_cmd,
+    features_cmd,
+    ingest_cmd,
+    init_cmd,
+    worker_cmd,
+    world_cmd,
+)
 
 app = typer.Typer(
     name="feedstack",
@@ -20,6 +28,8 @@ app.command("demo")(demo_cmd.demo)
 app.add_typer(world_cmd.app, name="world")
 app.add_typer(bench_cmd.app, name="bench")
 app.add_typer(features_cmd.app, name="features")
+app.add_typer(worker_cmd.app, name="worker")
+features_cmd.app.command("backfill")(worker_cmd.backfill)
 
 
 @app.callback(invoke_without_command=True)

@@ -107,6 +107,9 @@ REGION_TRENDING = View(
     description="What is trending in each region right now.",
 )
 VIEWS: tuple[View, ...] = (ARTICLE_STATS, USER_FEATURES, TOPIC_STATS, REGION_TRENDING)
+# Views the streaming worker writes online only at minute ticks: serving reads article, topic
+# and trending features from its in-memory cache (item_cache.py), user features from the store.
+ONLINE_AT_TICKS = (ARTICLE_STATS.name, TOPIC_STATS.name, REGION_TRENDING.name)
 VIEWS_BY_NAME = {v.name: v for v in VIEWS}
 ENTITIES = {"article_id": "article", "user_id": "user", "topic": "topic", "region": "region"}
 

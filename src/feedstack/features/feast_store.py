@@ -166,6 +166,7 @@ class FeastFeatureStore:
         self._fvs: dict[str, Any] = {}
         self._redis: Any = None
         self._sqlite: sqlite3.Connection | None = None
+        self._sqlite_tuned = False
         self._entity_prefix: dict[str, bytes] = {}
         self._fields: dict[str, list[bytes]] = {}
         self._project = repo.project.encode()
@@ -231,8 +232,8 @@ class FeastFeatureStore:
             data = [row for _, row in best.values()]
             with _backend_errors(f"online write of {name}"):
                 if self.repo.online_kind == "sqlite":
-                    data = self._drop_stale_sqlite(view, data)
-                if data:
+                    self._write_sqlite(view, self._drop_stale_sqlite(view, data))
+                elif data:
                     provider = self.feast._get_provider()
                     provider.online_write_batch(self.feast.config, fv, data, None)
 
@@ -343,7 +344,41 @@ class FeastFeatureStore:
     def _sqlite_conn(self) -> sqlite3.Connection:
         if self._sqlite is None:
             self._sqlite = sqlite3.connect(self.repo.sqlite_path, check_same_thread=False)
+            self._sqlite_tuned = False
         return self._sqlite
+
+    def _write_sqlite(self, v: View, data: Sequence[_FeastRow]) -> None:
+        """Feast's SQLite ``online_write_batch``, batched: the same upsert statement, table,
+        key bytes, ValueProto bytes, ``value_text`` and whole-second times, but one
+        ``executemany`` in one WAL transaction instead of one ``execute`` per feature per row
+        (measured: Feast's loop capped the streaming worker below 5,000 events/s; the online
+        store is a cache that a restart rebuilds from the log, so no fsync per commit)."""
+        if not data:
+            return
+        from feast.infra.online_stores.helpers import extract_text_and_num
+
+        conn = self._sqlite_conn()
+        if not self._sqlite_tuned:
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            self._sqlite_tuned = True
+        rows = []
+        for entity, values, ts, _ in data:
+            ek = self._entity_key(v, entity.entity_values[0].string_val)
+            # Feast's adapter stores a datetime as int(naive_utc.timestamp()) (whole seconds).
+            seconds = _sqlite_seconds(ts)
+            for name, val in values.items():
+                text, _num = extract_text_and_num(val, False)
+                rows.append((ek, name, val.SerializeToString(), text, seconds, None))
+        table = self._sqlite_table(v)
+        with conn:
+            conn.executemany(
+                f"INSERT INTO {table} (entity_key, feature_name, value, value_text, event_ts, "
+                "created_ts) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(entity_key, feature_name) "
+                "DO UPDATE SET value = excluded.value, value_text = excluded.value_text, "
+                "event_ts = excluded.event_ts, created_ts = excluded.created_ts",
+                rows,
+            )
 
     def _sqlite_table(self, v: View) -> str:
         return '"' + f"{self.repo.project}_{v.name}".replace('"', '""') + '"'
