@@ -94,6 +94,32 @@ def world(
         _finish("bench-world", run_world_bench(users=users, big_users=big_users), project, as_json)
 
 
+def _feature_benches(quick: bool) -> list[dict[str, Any]]:
+    """Freshness on the embedded stack and on Redis (Feast as the store of record), worker
+    throughput and memory, and the online user-feature lookup."""
+    from feedstack.bench.features import run_feature_lookup_bench
+    from feedstack.bench.freshness import run_freshness_bench, run_worker_bench
+    from feedstack.features.definitions import ONLINE_AT_TICKS
+
+    url = _redis_url(True)
+    duration = 5.0 if quick else 30.0
+    out = []
+    for backend, sink in (("sqlite", "feast"), ("redis", "feast-redis")):
+        console.print(f"[bold]bench freshness[/bold] ({backend}, {sink})")
+        res = run_freshness_bench(
+            5_000, duration, backend, url, sink=sink, tick_only_views=ONLINE_AT_TICKS
+        )
+        out.append(measurements.record("bench-freshness", {"backend": backend, **res}))
+    console.print("[bold]bench worker[/bold]")
+    res = run_worker_bench(
+        events=50_000 if quick else 1_000_000, big_users=0 if quick else 1_000_000
+    )
+    out.append(measurements.record("bench-worker", res))
+    console.print("[bold]bench features[/bold] (online lookups)")
+    out.append(measurements.record("bench-features", run_feature_lookup_bench(url)))
+    return out
+
+
 @app.command("all")
 def all_(
     out: Path = typer.Option(Path("docs/benchmarks.md"), "--out", help="Markdown file to write."),
@@ -120,6 +146,7 @@ def all_(
             users=2_000 if quick else 100_000, big_users=0 if quick else 1_000_000
         )
         records.append(measurements.record("bench-world", res))
+        records.extend(_feature_benches(quick))
         for rec in records:
             measurements.save(folder, rec)
         out.parent.mkdir(parents=True, exist_ok=True)
