@@ -17,6 +17,7 @@ from feedstack.cli.common import (
     console,
     emit_json,
     project_dir,
+    record_measurement,
 )
 
 app = typer.Typer(
@@ -48,19 +49,6 @@ def _redis_url(redis: bool) -> str | None:
     return os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0") if redis else None
 
 
-def _finish(
-    kind: str, result: dict[str, Any], project: Path | None, as_json: bool
-) -> dict[str, Any]:
-    rec = measurements.record(kind, result)
-    path = measurements.save(project_dir(project) / "measurements", rec)
-    if as_json:
-        emit_json(result)
-    else:
-        console.print_json(data=result)
-        console.print(f"recorded in {path}")
-    return rec
-
-
 @app.command("ingest")
 def ingest(
     events: int = typer.Option(1_000_000, "--events", min=1000, help="Events to ingest."),
@@ -73,7 +61,7 @@ def ingest(
     from feedstack.bench.ingest import run_ingest_bench
 
     with cli_errors():
-        _finish(
+        record_measurement(
             "bench-ingest", run_ingest_bench(events, batch, _redis_url(redis)), project, as_json
         )
 
@@ -91,7 +79,9 @@ def world(
     from feedstack.bench.world import run_world_bench
 
     with cli_errors():
-        _finish("bench-world", run_world_bench(users=users, big_users=big_users), project, as_json)
+        record_measurement(
+            "bench-world", run_world_bench(users=users, big_users=big_users), project, as_json
+        )
 
 
 def _feature_benches(quick: bool) -> list[dict[str, Any]]:

@@ -63,3 +63,19 @@ def cli_errors() -> Iterator[None]:
 def run_cli(fn: Callable[[], T]) -> T:
     with cli_errors():
         return fn()
+
+
+def record_measurement(
+    kind: str, result: dict[str, Any], project: Path | None, as_json: bool
+) -> dict[str, Any]:
+    """Save a benchmark or evaluation result in the project's measurements/ and show it."""
+    from feedstack.bench import measurements
+
+    rec = measurements.record(kind, result)
+    path = measurements.save(project_dir(project) / "measurements", rec)
+    if as_json:
+        emit_json(result)
+    else:
+        console.print_json(data=result)
+        console.print(f"recorded in {path}")
+    return rec

@@ -7,11 +7,18 @@ import os
 import signal
 import threading
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import typer
 
-from feedstack.cli.common import JsonOption, ProjectOption, cli_errors, console, emit_json
+from feedstack.cli.common import (
+    JsonOption,
+    ProjectOption,
+    cli_errors,
+    console,
+    emit_json,
+    record_measurement,
+)
 from feedstack.cli.common import project_dir as _project_dir
 from feedstack.core.errors import InputError
 from feedstack.features.definitions import ONLINE_AT_TICKS
@@ -157,18 +164,6 @@ def backfill(
             console.print_json(data=result)
 
 
-def _record(kind: str, result: dict[str, Any], project: Path | None, as_json: bool) -> None:
-    from feedstack.bench import measurements
-
-    rec = measurements.record(kind, result)
-    path = measurements.save(_project_dir(project) / "measurements", rec)
-    if as_json:
-        emit_json(result)
-    else:
-        console.print_json(data=result)
-        console.print(f"recorded in {path}")
-
-
 def bench_freshness(
     rate: float = typer.Option(5_000, "--rate", min=1, help="Events per second to produce."),
     duration: float = typer.Option(20.0, "--duration", min=1, help="Seconds to produce."),
@@ -198,7 +193,7 @@ def bench_freshness(
         result = run_freshness_bench(
             rate, duration, backend, url, users=users, sink=sink, tick_only_views=tick_only
         )
-        _record("bench-freshness", result, project, as_json)
+        record_measurement("bench-freshness", result, project, as_json)
 
 
 def bench_worker(
@@ -215,4 +210,4 @@ def bench_worker(
 
     with cli_errors():
         result = run_worker_bench(events=events, users=users, big_users=big_users)
-        _record("bench-worker", result, project, as_json)
+        record_measurement("bench-worker", result, project, as_json)
