@@ -8,9 +8,11 @@ from feedstack import __version__
 from feedstack.cli import (
     bench_cmd,
     demo_cmd,
+    evaluate_cmd,
     features_cmd,
     ingest_cmd,
     init_cmd,
+    train_cmd,
     worker_cmd,
     world_cmd,
 )
@@ -25,6 +27,8 @@ app = typer.Typer(
 app.command("init")(init_cmd.init)
 app.command("ingest")(ingest_cmd.ingest)
 app.command("demo")(demo_cmd.demo)
+app.command("evaluate")(evaluate_cmd.evaluate)
+app.command("train")(train_cmd.train)
 app.add_typer(world_cmd.app, name="world")
 app.add_typer(bench_cmd.app, name="bench")
 app.add_typer(features_cmd.app, name="features")

@@ -1,0 +1,1 @@
+"""Re-rankers over candidate rows: LightGBM LambdaRank (``lgbm``)."""

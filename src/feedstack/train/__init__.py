@@ -1,0 +1,1 @@
+"""Training orchestration: datasets, fitting, evaluation, model selection."""
