@@ -54,34 +54,21 @@ def train(
 ) -> None:
     """Fit candidate sources and LambdaRank rankers on the log; select one under the budget."""
     from feedstack.bench import measurements
-    from feedstack.core.spec import load_spec
-    from feedstack.storage.offline import open_offline_store
-    from feedstack.train import artifacts, selection
-    from feedstack.train.news import NewsConfig, run
-    from feedstack.train.newslog import NewsLog
+    from feedstack.train.project import train_project
 
     with cli_errors():
         root = project_dir(project)
-        spec = load_spec(root)
-        config = NewsConfig(
+        result = train_project(
+            root,
             warmup_hours=warmup_hours,
             eval_hours=eval_hours,
             sizes=_sizes(sizes),
-            latency_repeats=repeats,
+            repeats=repeats,
             seed=seed,
+            oracle=_oracle(world) if world is not None else None,
+            say=_say,
         )
-        oracle = _oracle(world) if world is not None else None
-        log = NewsLog.load(open_offline_store(spec.backends.offline_store, root).root)
-        training = run(log, config, selection.budget_ms(spec), say=_say, oracle=oracle)
-        version = artifacts.version_name(training.result["training_rows_hash"])
-        folder = artifacts.save(
-            root / "models" / version,
-            {"version": version, **training.meta()},
-            training.sources,
-            training.ranker,
-            training.check,
-        )
-        result = {"version": version, "model_dir": str(folder), **training.result}
+        folder = result["model_dir"]
         rec = measurements.record("train", result)
         path = measurements.save(root / "measurements", rec)
         if as_json:
