@@ -43,3 +43,12 @@ def latest(folder: Path, kind: str) -> dict[str, Any] | None:
         return None
     data: dict[str, Any] = orjson.loads(paths[-1].read_bytes())
     return data
+
+
+def latest_by(folder: Path, kind: str, key: str) -> list[dict[str, Any]]:
+    """The newest record of ``kind`` for each value of ``result[key]`` (e.g. per backend)."""
+    newest: dict[str, dict[str, Any]] = {}
+    for path in sorted(folder.glob(f"{kind}-*.json")):
+        rec: dict[str, Any] = orjson.loads(path.read_bytes())
+        newest[str(rec["result"].get(key))] = rec
+    return list(newest.values())

@@ -149,3 +149,26 @@ def all_(
 
 app.command("freshness")(worker_cmd.bench_freshness)
 app.command("worker")(worker_cmd.bench_worker)
+
+
+REPORT_KINDS = ("bench-ingest", "bench-world", "bench-worker", "bench-features")
+
+
+@app.command("report")
+def report(
+    out: Path = typer.Option(Path("docs/benchmarks.md"), "--out", help="Markdown file to write."),
+    project: Path | None = ProjectOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """Render the newest recorded measurement of each benchmark (no new measurement)."""
+    from feedstack.bench.markdown import render
+
+    with cli_errors():
+        folder = project_dir(project) / "measurements"
+        records = [r for k in REPORT_KINDS if (r := measurements.latest(folder, k)) is not None]
+        records[2:2] = measurements.latest_by(folder, "bench-freshness", "backend")
+        out.write_text(render(records, TARGETS), encoding="utf-8")
+        if as_json:
+            emit_json({"out": str(out), "kinds": [r["kind"] for r in records]})
+        else:
+            console.print(f"wrote {out} from {len(records)} records in {folder}")
