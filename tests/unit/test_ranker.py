@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from feedstack.core.errors import InputError
-from feedstack.models.rank.lgbm import Ranker, RankerTrainer
+from feedstack.models.rank.lgbm import Ranker, RankerTrainer, group_ndcg
 
 NAMES = ["signal", "noise"]
 
@@ -86,3 +86,23 @@ def test_bad_rows_are_input_errors(ranker: Ranker, tmp_path: Path) -> None:
         ranker.predict(x[:, :1])
     with pytest.raises(InputError, match="not a saved ranker"):
         Ranker.load(tmp_path / "absent")
+
+
+def test_group_ndcg_known_answer() -> None:
+    scores = np.array([0.9, 0.1, 0.5, 0.3, 0.2], dtype=np.float32)
+    labels = np.array([0, 1, 1, 0, 0], dtype=np.float32)
+    sizes = np.array([3, 2], dtype=np.int64)  # group 2 has no positive: not averaged
+    # group 1 ranks [0.9 (0), 0.5 (1), 0.1 (1)]: DCG = 1/log2(3) + 1/log2(4), ideal 1 + 1/log2(3)
+    want = (1 / np.log2(3) + 1 / np.log2(4)) / (1 + 1 / np.log2(3))
+    assert group_ndcg(scores, labels, sizes, k=3) == pytest.approx(want)
+    assert group_ndcg(scores, labels, sizes, k=1) == pytest.approx(0.0)
+
+
+def test_baseline_comparison_is_recorded() -> None:
+    x, y, g = planted(groups=120, size=10, seed=7)
+    # A baseline that knows the answer cannot be beaten; one that is noise is.
+    oracle = small_trainer().fit(x, y, g, NAMES, baseline=x[:, 0])
+    noise = small_trainer().fit(x, y, g, NAMES, baseline=x[:, 1])
+    assert oracle.metrics["beats_baseline"] is False
+    assert noise.metrics["beats_baseline"] is True
+    assert noise.metrics["valid_model_ndcg"] > noise.metrics["valid_baseline_ndcg"]

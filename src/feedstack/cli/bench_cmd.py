@@ -38,6 +38,9 @@ TARGETS = {
         "<= 1 GB of window state for 1M users",
     ],
     "bench-features": ["user-feature lookup p99 <= 2 ms against Redis on loopback"],
+    "bench-gowalla": [
+        "Recall@20 >= 0.190 and NDCG@20 >= 0.160 on test.txt; fit + eval <= 5 min; peak <= 8 GB",
+    ],
     "bench-world": [
         "100,000 users / ~1,000,000 events generated in <= 60 s",
         "1,000,000 users streamed to disk with peak memory <= 2 GB",
@@ -151,7 +154,28 @@ app.command("freshness")(worker_cmd.bench_freshness)
 app.command("worker")(worker_cmd.bench_worker)
 
 
-REPORT_KINDS = ("bench-ingest", "bench-world", "bench-worker", "bench-features")
+REPORT_KINDS = ("bench-ingest", "bench-world", "bench-worker", "bench-features", "bench-gowalla")
+
+
+@app.command("gowalla")
+def gowalla(
+    data: Path = typer.Option(
+        Path("../shared/data/gowalla"), "--data", help="Folder with train.txt, test.txt, tuning/."
+    ),
+    split: str = typer.Option("test", "--split", help="test (train -> test) or tuning."),
+    project: Path | None = ProjectOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """The public accuracy benchmark: the two-stage pipeline on Gowalla (LightGCN protocol)."""
+    from feedstack.bench.gowalla import run_gowalla_bench
+    from feedstack.core.errors import InputError
+
+    with cli_errors():
+        if split not in ("test", "tuning"):
+            raise InputError(f"--split must be test or tuning, got {split!r}")
+        if not data.is_dir():
+            raise InputError(f"--data {data}: no such folder")
+        record_measurement("bench-gowalla", run_gowalla_bench(data, split=split), project, as_json)
 
 
 @app.command("report")

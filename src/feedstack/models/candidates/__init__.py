@@ -17,6 +17,9 @@ KINDS = {
     "als": "feedstack.models.candidates.als:ALSSource",
     "gfcf": "feedstack.models.candidates.itemitem:ItemItemSource",
     "popular": "feedstack.models.candidates.popular:PopularSource",
+    "covisit": "feedstack.models.candidates.covisit:CovisitSource",
+    "content": "feedstack.models.candidates.content:ContentSource",
+    "trending": "feedstack.models.candidates.trending:TrendingSource",
 }
 
 

@@ -40,7 +40,7 @@ class ALSTrainer:
         from implicit.cpu.als import AlternatingLeastSquares
 
         # implicit runs its own threads; a BLAS pool inside them oversubscribes the cores
-        # (implicit warns when it sees one; measured 3.1 s vs 4.9 s on 50k × 20k).
+        # (implicit warns when it sees one; shared design/dependencies.md: 3.1 s vs 4.9 s).
         with threadpool_limits(1, "blas"):
             model = AlternatingLeastSquares(
                 factors=self.factors,
