@@ -140,6 +140,13 @@ def all_(
         )
         records.append(measurements.record("bench-world", res))
         records.extend(_feature_benches(quick))
+        gowalla_dir = Path("../shared/data/gowalla")
+        if not quick and gowalla_dir.is_dir():
+            from feedstack.bench.gowalla import run_gowalla_bench
+
+            console.print("[bold]bench gowalla[/bold] (train.txt -> test.txt)")
+            res = run_gowalla_bench(gowalla_dir, split="test")
+            records.append(measurements.record("bench-gowalla", res))
         for rec in records:
             measurements.save(folder, rec)
         out.parent.mkdir(parents=True, exist_ok=True)
