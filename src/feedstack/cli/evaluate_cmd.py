@@ -19,8 +19,7 @@ from feedstack.cli.common import (
     ProjectOption,
     cli_errors,
     console,
-    emit_json,
-    project_dir,
+    record_measurement,
 )
 
 FORMATS = ("lightgcn",)
@@ -59,7 +58,6 @@ def evaluate(
     as_json: bool = JsonOption,
 ) -> None:
     """Fit candidate sources + LambdaRank re-ranker on TRAIN, report Recall/NDCG@k on TEST."""
-    from feedstack.bench import measurements
     from feedstack.core.errors import InputError
     from feedstack.train.twostage import TwoStageConfig, run
 
@@ -69,10 +67,4 @@ def evaluate(
         config = TwoStageConfig(candidates=candidates, seed=seed)
         with _reporter() as reporter:
             result = run(train, test, k=k, config=config, reporter=reporter)
-        rec = measurements.record("evaluate", result)
-        path = measurements.save(project_dir(project) / "measurements", rec)
-        if as_json:
-            emit_json(result)
-        else:
-            console.print_json(data=result)
-            console.print(f"recorded in {path}")
+        record_measurement("evaluate", result, project, as_json)
