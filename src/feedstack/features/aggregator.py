@@ -313,6 +313,15 @@ class FeatureAggregator:
         flags[idx] = False
         return idx
 
+    def discard_online(self) -> dict[str, np.ndarray[Any, Any]]:
+        """Clear the "changed since online_rows()" flags without rendering rows; returns the
+        entity indices that were set (a snapshot tick's rows already cover them)."""
+        return {e: self._take_dirty("online", e) for e in ("article", "user", "topic", "region")}
+
+    def changed_since_snapshot(self, entity: str) -> np.ndarray[Any, Any]:
+        """Indices of ``entity`` changed since the last snapshot tick (flags left as they are)."""
+        return np.flatnonzero(self._dirty["snap"][entity])
+
     def _snapshot(self, at_s: float) -> list[FeatureRows]:
         return self._rows("snap", at_s)
 

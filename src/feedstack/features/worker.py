@@ -205,8 +205,7 @@ def discard_online(agg: FeatureAggregator) -> dict[str, np.ndarray[Any, Any]]:
     """Clear the online flags without rendering; returns the entity indices that were set. Used
     at a snapshot tick, whose rows (written online, as of the tick) cover every entity changed
     before it."""
-    # No public way to drop the flags unrendered (yet): the aggregator's own helper.
-    return {entity: agg._take_dirty("online", entity) for entity in ENTITIES}
+    return agg.discard_online()
 
 
 def take(fr: FeatureRows, idx: Sequence[int]) -> FeatureRows:
@@ -264,7 +263,7 @@ def open_segment_rows(agg: FeatureAggregator) -> list[FeatureRows]:
     out = []
     builders = (agg.article_rows, agg.user_rows, agg.topic_rows, agg.region_rows)
     for entity, build in zip(ENTITIES, builders, strict=True):
-        idx = np.flatnonzero(agg._dirty["snap"][entity])
+        idx = agg.changed_since_snapshot(entity)
         if len(idx):
             out.append(build(idx, at))
     return out
