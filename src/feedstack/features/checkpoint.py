@@ -31,14 +31,34 @@ _ARRAYS = (
 _INDEXES = ("users", "articles", "topics", "regions")
 
 
+# Which index bounds the rows of each array: arrays grow by doubling, a checkpoint keeps only
+# the rows in use (measured: 1M users wrote 219 MB, up to twice the state).
+_ROWS_OF = {
+    "art_cnt": "articles",
+    "art_topic": "articles",
+    "art_region": "articles",
+    "art_publish": "articles",
+    "user_cnt": "users",
+    "user_aff": "users",
+    "user_region": "users",
+    "user_recent": "users",
+    "user_nrecent": "users",
+    "topic_cnt": "topics",
+    "trend": "regions",
+}
+_ENTITY_INDEX = {"article": "articles", "user": "users", "topic": "topics", "region": "regions"}
+
+
 def save_checkpoint(agg: FeatureAggregator, offset: str | None, path: Path) -> None:
-    arrays: dict[str, Any] = {name: getattr(agg, name) for name in _ARRAYS}
+    used = {name: len(getattr(agg, name)) for name in _INDEXES}
+    arrays: dict[str, Any] = {name: getattr(agg, name)[: used[_ROWS_OF[name]]] for name in _ARRAYS}
+    arrays["trend"] = arrays["trend"][:, : used["articles"]]
     for name in _INDEXES:
         ids = getattr(agg, name).ids
         arrays[f"ids_{name}"] = np.array(ids, dtype=str) if ids else np.zeros(0, dtype="<U1")
     for which, flags in agg._dirty.items():
         for entity, arr in flags.items():
-            arrays[f"dirty_{which}_{entity}"] = arr
+            arrays[f"dirty_{which}_{entity}"] = arr[: used[_ENTITY_INDEX[entity]]]
     meta = {
         "offset": offset,
         "base_s": agg.base_s,
