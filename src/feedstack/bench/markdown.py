@@ -16,7 +16,11 @@ def _flatten(d: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
     return rows
 
 
-def render(records: list[dict[str, Any]], targets: dict[str, list[str]]) -> str:
+def render(
+    records: list[dict[str, Any]],
+    targets: dict[str, list[str]],
+    notes: dict[str, list[str]] | None = None,
+) -> str:
     """One section per record; ``targets`` maps a record kind to the issue's numbers to reach."""
     out = [
         "# Benchmarks",
@@ -42,7 +46,9 @@ def render(records: list[dict[str, Any]], targets: dict[str, list[str]]) -> str:
         out += [f"## {kind}", "", f"Command: `{rec['command']}` at {rec['measured_at']}", ""]
         for line in targets.get(kind, []):
             out.append(f"- target: {line}")
-        if targets.get(kind):
+        for line in (notes or {}).get(kind, []):
+            out.append(f"- note: {line}")
+        if targets.get(kind) or (notes or {}).get(kind):
             out.append("")
         out += ["| measure | value |", "|---|---|"]
         for key, value in _flatten(rec["result"]):
