@@ -1,8 +1,8 @@
 """The public accuracy benchmark: the two-stage recommender on the Gowalla LightGCN/NGCF split.
 
 Runs ``feedstack.train.twostage.run`` (fit on ``train.txt``, score on ``test.txt``) in a child
-process, so that its peak memory is the child's maximum resident set size (``ru_maxrss`` from
-``os.wait4``): everything the run touched, nothing of the caller.
+process (bench/child.py), so that its peak memory is the child's own: everything the run
+touched, nothing of the caller.
 
 Targets (the two-stage issue's): Recall@20 >= 0.190 and NDCG@20 >= 0.160, fit + evaluation
 <= 300 s on 2 cores, peak memory <= 8 GB. Published best on this split: SimpleX 0.1872 / 0.1557.
@@ -15,15 +15,10 @@ only split hyper-parameters may be chosen on.
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
-import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
-import orjson
-
+from feedstack.bench.child import run_child
 from feedstack.core.errors import InputError
 
 RECALL_TARGET = 0.190
@@ -31,14 +26,11 @@ NDCG_TARGET = 0.160
 SECONDS_TARGET = 300.0
 MEMORY_TARGET_MB = 8192.0
 
-_CHILD = """
-import sys, orjson
+_EVALUATE = """
 from pathlib import Path
 from feedstack.train.twostage import TwoStageConfig, run
-args = orjson.loads(sys.argv[1])
-config = TwoStageConfig(candidates=args["candidates"], seed=args["seed"])
-result = run(Path(args["train"]), Path(args["test"]), k=args["k"], config=config)
-sys.stdout.buffer.write(orjson.dumps(result))
+config = TwoStageConfig(candidates=ARGS["candidates"], seed=ARGS["seed"])
+RESULT = run(Path(ARGS["train"]), Path(ARGS["test"]), k=ARGS["k"], config=config)
 """
 
 
@@ -76,26 +68,8 @@ def run_gowalla_bench(
         "candidates": candidates,
         "seed": seed,
     }
-    started = time.perf_counter()
-    with tempfile.TemporaryFile() as errors:
-        proc = subprocess.Popen(
-            [sys.executable, "-c", _CHILD, orjson.dumps(args).decode()],
-            stdout=subprocess.PIPE,
-            stderr=errors,
-        )
-        assert proc.stdout is not None
-        with proc.stdout:
-            out = proc.stdout.read()
-        # wait4, not Popen.wait: it returns this child's own resource usage.
-        _, status, usage = os.wait4(proc.pid, 0)
-        proc.returncode = os.waitstatus_to_exitcode(status)
-        wall = time.perf_counter() - started
-        if proc.returncode != 0:
-            errors.seek(0)
-            tail = errors.read().decode(errors="replace").strip().splitlines()[-5:]
-            raise InputError(f"gowalla benchmark child failed: {' | '.join(tail)}")
-    result: dict[str, Any] = orjson.loads(out)
-    peak_mb = usage.ru_maxrss / 1024.0  # Linux reports kilobytes
+    result: dict[str, Any]
+    result, wall, peak_mb = run_child(_EVALUATE, args)
     total = result["fit_seconds"] + result["eval_seconds"]
     result.update(
         {

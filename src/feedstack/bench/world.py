@@ -1,10 +1,7 @@
 """World generation benchmark: seconds, events/s and peak memory, each run in a child process.
 
-Peak memory is the child's own high-water mark (``VmHWM`` of /proc/self/status, read by the child
-at its end), so it counts everything the generation touched (numpy buffers, Python objects, the
-interpreter) and nothing of the parent. (``ru_maxrss`` from ``wait4`` is not used where VmHWM
-exists: Linux carries the maximum across fork+exec, so a large parent, e.g. ``bench all`` after
-the ingest benchmark, inflated it to the parent's size.) The same-run baseline is a child that
+Peak memory is the child's own (bench/child.py): everything the generation touched (numpy
+buffers, Python objects, the interpreter) and nothing of the parent. The same-run baseline is a child that
 only imports ``feedstack.world``: its RSS and start-up time are what any generation costs before
 doing any work.
 
@@ -14,15 +11,11 @@ streamed to disk with peak memory <= 2 GB.
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
-import orjson
+from feedstack.bench.child import run_child
 
 # Measured with the defaults (100k users x 1 day: 9.97 events per user-day); used only to turn an
 # event count into a number of days.
@@ -30,36 +23,14 @@ EVENTS_PER_USER_DAY = 10.0
 TIME_TARGET_S = 60.0
 MEMORY_TARGET_MB = 2048.0
 
-_PEAK = """
-def _peak_kb():
-    try:
-        for line in open("/proc/self/status"):
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
-"""
-_CHILD = (
-    _PEAK
-    + """
-import sys, orjson
+# The child bodies (see bench/child.py: they read ARGS and set RESULT).
+_GENERATE = """
 from pathlib import Path
 from feedstack.world import WorldConfig, write_world
-args = orjson.loads(sys.argv[1])
-out = Path(args.pop("out")); fmt = args.pop("format")
-summary = write_world(WorldConfig(**args), out, fmt)
-sys.stdout.buffer.write(orjson.dumps({"summary": summary, "peak_kb": _peak_kb()}))
+out = Path(ARGS.pop("out")); fmt = ARGS.pop("format")
+RESULT = write_world(WorldConfig(**ARGS), out, fmt)
 """
-)
-_BASELINE = (
-    _PEAK
-    + """
-import sys, orjson
-import feedstack.world
-sys.stdout.buffer.write(orjson.dumps({"peak_kb": _peak_kb()}))
-"""
-)
+_BASELINE = "import feedstack.world"
 
 
 def run_world_bench(
@@ -105,8 +76,7 @@ def _generate(users: int, days: float, seed: int, fmt: str, out: Path) -> dict[s
         "out": str(out),
         "format": fmt,
     }
-    out_doc, wall, rss_mb = _child(["-c", _CHILD, orjson.dumps(args).decode()])
-    summary: dict[str, Any] = out_doc["summary"]
+    summary, wall, rss_mb = run_child(_GENERATE, args)
     size = Path(summary["path"]).stat().st_size
     return {
         "users": users,
@@ -125,26 +95,5 @@ def _generate(users: int, days: float, seed: int, fmt: str, out: Path) -> dict[s
 
 
 def _baseline() -> dict[str, Any]:
-    _, wall, rss_mb = _child(["-c", _BASELINE])
+    _, wall, rss_mb = run_child(_BASELINE)
     return {"import_seconds": round(wall, 3), "import_rss_mb": rss_mb}
-
-
-def _child(args: list[str]) -> tuple[dict[str, Any], float, float]:
-    """Run ``python args``; its JSON output, wall seconds and peak RSS (MB)."""
-    began = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, *args], stdout=subprocess.PIPE)
-    assert proc.stdout is not None
-    with proc.stdout:
-        stdout = proc.stdout.read()
-    # wait4, not Popen.wait: it returns this child's own resource usage.
-    _, status, usage = os.wait4(proc.pid, 0)
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    wall = time.perf_counter() - began
-    if proc.returncode != 0:
-        raise RuntimeError(f"world benchmark child failed with exit code {proc.returncode}")
-    doc: dict[str, Any] = orjson.loads(stdout)
-    if doc.get("peak_kb"):
-        return doc, wall, round(doc["peak_kb"] / 1024, 1)
-    # No /proc: ru_maxrss (KiB on Linux, bytes on macOS), an upper bound after fork.
-    scale = 1 if sys.platform == "darwin" else 1024
-    return doc, wall, round(usage.ru_maxrss * scale / 2**20, 1)
