@@ -1,9 +1,9 @@
 """World generation benchmark: seconds, events/s and peak memory, each run in a child process.
 
 Peak memory is the child's own (bench/child.py): everything the generation touched (numpy
-buffers, Python objects, the interpreter) and nothing of the parent. The same-run baseline is a child that
-only imports ``feedstack.world``: its RSS and start-up time are what any generation costs before
-doing any work.
+buffers, Python objects, the interpreter) and nothing of the parent. The same-run baseline is a
+child that only imports ``feedstack.world``: its RSS and start-up time are what any generation
+costs before doing any work.
 
 Targets (the issue's): 100,000 users / ~1,000,000 events in <= 60 s on one core; 1,000,000 users
 streamed to disk with peak memory <= 2 GB.

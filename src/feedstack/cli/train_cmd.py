@@ -85,23 +85,9 @@ def _say(message: str) -> None:
 
 def _oracle(folder: Path) -> Any:
     """Expected clicks of ranked lists under the world that generated the log."""
-    from datetime import UTC, datetime
-
-    import numpy as np
-
     from feedstack.world import NewsWorld, load_world_config
 
-    world = NewsWorld(load_world_config(folder))
-
-    def expected(users: Any, lists: Any, times: Any) -> Any:
-        return np.array(
-            [
-                world.expected_clicks(u, items, datetime.fromtimestamp(t, UTC))
-                for u, items, t in zip(users, lists, times, strict=True)
-            ]
-        )
-
-    return expected
+    return NewsWorld(load_world_config(folder)).expected_clicks_many
 
 
 def _print(result: dict[str, Any]) -> None:

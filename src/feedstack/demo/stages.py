@@ -161,18 +161,7 @@ def stage_train(ctx: DemoContext) -> dict[str, Any]:
     from feedstack.train.project import train_project
     from feedstack.world import NewsWorld, load_world_config
 
-    world = NewsWorld(load_world_config(ctx.world_dir))
-
-    def oracle(users: Any, lists: Any, times: Any) -> Any:
-        import numpy as np
-
-        return np.array(
-            [
-                world.expected_clicks(u, items, datetime.fromtimestamp(t, UTC))
-                for u, items, t in zip(users, lists, times, strict=True)
-            ]
-        )
-
+    oracle = NewsWorld(load_world_config(ctx.world_dir)).expected_clicks_many
     hours = 24.0 if ctx.days >= 3 else ctx.days * 8.0
     result = train_project(
         ctx.project, warmup_hours=hours, eval_hours=hours, repeats=100, oracle=oracle

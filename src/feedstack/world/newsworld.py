@@ -20,7 +20,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 import numpy as np
 import numpy.typing as npt
@@ -126,6 +126,21 @@ class NewsWorld:
         """Expected clicks on the list, position 0 first: sum_p examination(p) * relevance."""
         rel = self.true_relevance(uid, ranked_article_ids, at)
         return float(np.dot(self.examination(np.arange(rel.shape[0])), rel))
+
+    def expected_clicks_many(
+        self,
+        uids: Sequence[str],
+        ranked_lists: Sequence[Sequence[str]],
+        times_s: Sequence[float],
+    ) -> F64:
+        """``expected_clicks`` of many served lists (times in Unix seconds): the ground-truth
+        oracle offline evaluation and experiments score a policy with."""
+        return np.array(
+            [
+                self.expected_clicks(u, items, datetime.fromtimestamp(t, UTC))
+                for u, items, t in zip(uids, ranked_lists, times_s, strict=True)
+            ]
+        )
 
     def respond(
         self,
