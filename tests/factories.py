@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import orjson
 
 from feedstack.core.events import Event, parse_event
+from feedstack.world import WorldConfig
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -69,3 +71,18 @@ def mixed(n: int) -> list[dict[str, Any]]:
         else:
             out.append(article(i))
     return out
+
+
+def world_project(root: Path, config: WorldConfig) -> Path:
+    """A simulated world in ``root/world`` ingested into a fresh project ``root/p``."""
+    from feedstack.core.spec import load_spec, write_default_spec
+    from feedstack.ingest.pipeline import Ingestor
+    from feedstack.ingest.readers import read_jsonl
+    from feedstack.world import write_world
+
+    write_world(config, root / "world")
+    write_default_spec(root / "p")
+    ing = Ingestor.from_spec(load_spec(root / "p"), root / "p")
+    ing.ingest(read_jsonl(root / "world" / "events.jsonl"))
+    ing.close()
+    return root / "p"

@@ -10,11 +10,10 @@ import pytest
 from typer.testing import CliRunner
 
 from feedstack.cli.main import app
-from feedstack.core.spec import load_spec, write_default_spec
-from feedstack.ingest.pipeline import Ingestor
-from feedstack.ingest.readers import read_jsonl
+from feedstack.core.spec import write_default_spec
 from feedstack.train import artifacts
-from feedstack.world import WorldConfig, write_world
+from feedstack.world import WorldConfig
+from tests.factories import world_project
 
 runner = CliRunner()
 
@@ -22,11 +21,7 @@ runner = CliRunner()
 @pytest.fixture(scope="module")
 def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("train")
-    write_world(WorldConfig(users=400, articles=200, days=1.0, seed=11), root / "world")
-    write_default_spec(root / "p")
-    ing = Ingestor.from_spec(load_spec(root / "p"), root / "p")
-    ing.ingest(read_jsonl(root / "world" / "events.jsonl"))
-    ing.close()
+    world_project(root, WorldConfig(users=400, articles=200, days=1.0, seed=11))
     return root
 
 

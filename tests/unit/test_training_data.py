@@ -16,7 +16,8 @@ from feedstack.features.aggregator import FeatureAggregator
 from feedstack.features.training import build_training_table
 from feedstack.ingest.pipeline import Ingestor
 from feedstack.ingest.readers import read_jsonl
-from feedstack.world import WorldConfig, write_world
+from feedstack.world import WorldConfig
+from tests.factories import world_project as make_world_project
 
 
 def _features(project: Path, out: Path) -> None:
@@ -42,14 +43,8 @@ def _table(project: Path, feats: Path) -> pa.Table:
 
 @pytest.fixture(scope="module")
 def world_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from feedstack.core.spec import write_default_spec
-
     root = tmp_path_factory.mktemp("pit")
-    write_world(WorldConfig(users=300, articles=120, days=0.5, seed=3), root / "world")
-    write_default_spec(root / "p")
-    ing = Ingestor.from_spec(load_spec(root / "p"), root / "p")
-    ing.ingest(read_jsonl(root / "world" / "events.jsonl"))
-    ing.close()
+    make_world_project(root, WorldConfig(users=300, articles=120, days=0.5, seed=3))
     return root
 
 
