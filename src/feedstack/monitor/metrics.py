@@ -1,0 +1,153 @@
+"""The serving process's Prometheus metrics: one class, so every name is defined once.
+
+Naming follows Prometheus conventions: base units (seconds), ``_total`` on counters (the client
+adds it), no user or item ids in labels (bounded cardinality: endpoint, stage, reason, source,
+model version, arm). The stream worker's metrics (event->feature lag, queue depth) live in
+features/worker.py (``WorkerMetrics``) and are named in the same style.
+
+Tests and benchmarks pass their own ``CollectorRegistry`` so runs never share counters;
+``enabled=False`` gives the same object with every metric a no-op (the overhead benchmark runs the
+same server with metrics off).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import cast
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+# Request latencies: fine below the 120 ms SLO, where the alert thresholds sit.
+LATENCY_BUCKETS_S = (
+    0.001, 0.0025, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.05, 0.075,
+    0.1, 0.12, 0.13, 0.15, 0.2, 0.3, 0.5, 1.0, 2.5,
+)  # fmt: skip
+STAGE_BUCKETS_S = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25)
+SCORE_BUCKETS = (-4.0, -2.0, -1.0, -0.5, 0.0, 0.5, 1.0, 2.0, 4.0)
+STAGES = ("candidates", "user_features", "item_features", "rank", "filter", "log")
+
+
+class _Noop:
+    """Stands in for a metric child when metrics are off."""
+
+    def labels(self, *args: str, **kwargs: str) -> _Noop:
+        return self
+
+    def inc(self, amount: float = 1.0) -> None:
+        return None
+
+    def observe(self, value: float) -> None:
+        return None
+
+    def set(self, value: float) -> None:
+        return None
+
+
+class ServingMetrics:
+    """Every metric the server exports, registered in ``registry``."""
+
+    request_seconds: Histogram
+    stage_seconds: Histogram
+    score: Histogram
+    requests: Counter
+    fallbacks: Counter
+    errors: Counter
+    cache: Counter
+    candidates: Counter
+    impressions: Counter
+    clicks: Counter
+    ingest: Counter
+    model_info: Gauge
+
+    def __init__(self, registry: CollectorRegistry | None = None, enabled: bool = True) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry()
+        self.enabled = enabled
+        r = self.registry
+        if not enabled:
+            noop = _Noop()
+            for name in ("request_seconds", "stage_seconds", "score"):
+                setattr(self, name, cast(Histogram, noop))
+            for name in ("requests", "fallbacks", "errors", "cache", "candidates"):
+                setattr(self, name, cast(Counter, noop))
+            for name in ("impressions", "clicks", "ingest"):
+                setattr(self, name, cast(Counter, noop))
+            self.model_info = cast(Gauge, noop)
+            return
+        self.request_seconds = Histogram(
+            "feedstack_request_duration_seconds",
+            "Request latency by endpoint and protocol.",
+            ["endpoint", "protocol"],
+            buckets=LATENCY_BUCKETS_S,
+            registry=r,
+        )
+        self.stage_seconds = Histogram(
+            "feedstack_stage_duration_seconds",
+            "Time spent in one stage of the feed request path.",
+            ["stage"],
+            buckets=STAGE_BUCKETS_S,
+            registry=r,
+        )
+        self.requests = Counter(
+            "feedstack_requests",
+            "Requests by endpoint, protocol and status code class (2xx, 4xx, 5xx).",
+            ["endpoint", "protocol", "code"],
+            registry=r,
+        )
+        self.fallbacks = Counter(
+            "feedstack_fallbacks",
+            "Feed requests answered by a fallback, by reason.",
+            ["reason"],
+            registry=r,
+        )
+        self.errors = Counter(
+            "feedstack_errors",
+            "Errors by endpoint and kind (the error class, never a message).",
+            ["endpoint", "kind"],
+            registry=r,
+        )
+        self.cache = Counter(
+            "feedstack_candidate_cache_lookups",
+            "Candidate-cache lookups by result (hit, miss, error).",
+            ["result"],
+            registry=r,
+        )
+        self.candidates = Counter(
+            "feedstack_served_items",
+            "Items served, by the candidate source that proposed them.",
+            ["source"],
+            registry=r,
+        )
+        self.score = Histogram(
+            "feedstack_ranker_score",
+            "Ranker scores of served items (the score-drift monitor reads this).",
+            buckets=SCORE_BUCKETS,
+            registry=r,
+        )
+        self.impressions = Counter(
+            "feedstack_impressions",
+            "Items shown, by model version and arm.",
+            ["model_version", "arm"],
+            registry=r,
+        )
+        self.clicks = Counter(
+            "feedstack_clicks",
+            "Clicks received, by model version and arm.",
+            ["model_version", "arm"],
+            registry=r,
+        )
+        self.ingest = Counter(
+            "feedstack_ingest_events",
+            "Events received by the API, by result (accepted, duplicate, rejected).",
+            ["result"],
+            registry=r,
+        )
+        self.model_info = Gauge(
+            "feedstack_model_info",
+            "1 for each model version loaded, by arm.",
+            ["model_version", "arm"],
+            registry=r,
+        )
+
+    def observe_stages(self, stage_ms: Mapping[str, float]) -> None:
+        for stage, ms in stage_ms.items():
+            self.stage_seconds.labels(stage).observe(ms / 1000.0)
