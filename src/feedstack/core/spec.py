@@ -95,6 +95,33 @@ class Backends(_Section):
     offline_features: str = "file://data/feast/offline"
 
 
+class Api(_Section):
+    """The serving API (``feedstack serve``): where it listens and its security limits.
+
+    API keys are secrets: they come from the environment variable named by ``keys_env``
+    (comma-separated), never from this file. Event and admin endpoints need one unless
+    ``require_key`` is false (local runs only). The rate limit is a token bucket per key.
+    """
+
+    host: str = "127.0.0.1"
+    http_port: int = Field(8080, ge=0, le=65535)
+    grpc_port: int = Field(50051, ge=0, le=65535)
+    keys_env: str = Field("FEEDSTACK_API_KEYS", min_length=1)
+    require_key: bool = True
+    k_default: int = Field(20, ge=1)
+    k_max: int = Field(100, ge=1)
+    max_body_bytes: int = Field(1_048_576, ge=1_024)
+    max_events_per_request: int = Field(1_000, ge=1)
+    rate_per_key_per_s: float = Field(100.0, gt=0)
+    burst_per_key: int = Field(200, ge=1)
+
+    @model_validator(mode="after")
+    def _default_within_cap(self) -> Api:
+        if self.k_default > self.k_max:
+            raise ValueError(f"k_default ({self.k_default}) must be <= k_max ({self.k_max})")
+        return self
+
+
 class Spec(_Section):
     version: int = SPEC_VERSION
     name: str = "reference-news-feed"
@@ -106,6 +133,7 @@ class Spec(_Section):
     drift: Drift = Drift()
     ingest: Ingest = Ingest()
     backends: Backends = Backends()
+    api: Api = Api()
 
     @model_validator(mode="after")
     def _known_version(self) -> Spec:
