@@ -93,6 +93,8 @@ class Backends(_Section):
     # Feast: online store (sqlite:// or redis://) and the folder of offline feature rows.
     online_features: str = "sqlite://data/feast/online.db"
     offline_features: str = "file://data/feast/offline"
+    # Per-user candidate lists from the batch job (memory://, sqlite:// or redis://).
+    candidate_cache: str = "sqlite://data/candidates.sqlite"
 
 
 class Api(_Section):
@@ -122,6 +124,50 @@ class Api(_Section):
         return self
 
 
+class Serve(_Section):
+    """The feed request path (serve/pipeline.py).
+
+    Stage budgets are shares of ``latency.p95_ms`` (the end-to-end objective), so a tighter
+    objective tightens every stage. Reference (120 ms): candidates 5 ms and user features 5 ms
+    (one network read each, also their socket timeouts), item features 1 ms (in memory), rank
+    4 ms (twice the ranker's own 1/60 share that model selection holds its p99 to, for feature
+    assembly and the predict call), filter 1 ms: 16 ms of server time, the rest is the network,
+    the transport and queueing. A read that exceeds its budget fails and the request is
+    answered from memory (trending, popular-by-region, new); a stage that finishes late makes
+    the remaining stages be skipped the same way once the request is past the sum of budgets.
+    """
+
+    candidates_per_user: int = Field(500, ge=1, le=10_000)
+    max_per_topic: int = Field(3, ge=1, description="diversity: at most this many per topic in k")
+    max_age_h: float = Field(48.0, gt=0, description="older articles are never served")
+    stage_shares: dict[str, float] = Field(
+        default_factory=lambda: {
+            "candidates": 1 / 24,
+            "user_features": 1 / 24,
+            "item_features": 1 / 120,
+            "rank": 1 / 30,
+            "filter": 1 / 120,
+        }
+    )
+    fallback_pool: int = Field(200, ge=1, description="articles kept per fallback list")
+    impression_flush_s: float = Field(0.2, gt=0, description="impression batcher max delay")
+
+    @model_validator(mode="after")
+    def _known_stages(self) -> Serve:
+        known = {"candidates", "user_features", "item_features", "rank", "filter"}
+        bad = set(self.stage_shares) - known
+        if bad or any(not 0 < v < 1 for v in self.stage_shares.values()):
+            raise ValueError(
+                f"stage_shares {self.stage_shares}: stages must be among {sorted(known)}, "
+                "shares in (0, 1)"
+            )
+        return self
+
+    def budgets_ms(self, latency: Latency) -> dict[str, float]:
+        """Milliseconds per stage for this latency objective."""
+        return {stage: latency.p95_ms * share for stage, share in self.stage_shares.items()}
+
+
 class Spec(_Section):
     version: int = SPEC_VERSION
     name: str = "reference-news-feed"
@@ -134,6 +180,7 @@ class Spec(_Section):
     ingest: Ingest = Ingest()
     backends: Backends = Backends()
     api: Api = Api()
+    serve: Serve = Serve()
 
     @model_validator(mode="after")
     def _known_version(self) -> Spec:
