@@ -168,6 +168,45 @@ class Serve(_Section):
         return {stage: latency.p95_ms * share for stage, share in self.stage_shares.items()}
 
 
+class Registry(_Section):
+    """Model registry (MLflow), canary rollout guardrails and A/B-test settings.
+
+    URLs follow ``backends``: ``sqlite://mlruns.db`` and ``file://mlartifacts`` are resolved
+    against the project folder; production uses ``postgresql://user@host:5432/db`` (MLflow's
+    SQLAlchemy URL) and a shared artifact folder. Rollout: the canary climbs ``canary_steps_pct``,
+    holding each step at least ``step_min_minutes`` and ``step_min_requests`` canary requests;
+    it is rolled back at once when a guardrail is breached (p99 above ``latency.p99_alert_ms``,
+    error or fallback rate above its cap, or CTR worse under an always-valid sequential test at
+    level ``ctr_alpha``).
+    """
+
+    tracking_uri: str = "sqlite://mlruns.db"
+    artifact_root: str = "file://mlartifacts"
+    model_name: str = Field("feedstack-news", min_length=1)
+    canary_steps_pct: tuple[float, ...] = (1.0, 5.0, 10.0, 25.0, 50.0, 100.0)
+    step_min_minutes: float = Field(10.0, ge=0)
+    step_min_requests: int = Field(2_000, ge=0)
+    guardrail_min_requests: int = Field(200, ge=1)
+    max_error_rate: float = Field(0.01, ge=0, le=1)
+    max_fallback_rate: float = Field(0.05, ge=0, le=1)
+    ctr_alpha: float = Field(0.05, gt=0, lt=1)
+    # Prior sd of the log CTR ratio in the mSPRT mixture (Johari et al. 2022): the effect size
+    # the test is most sensitive to, ~10 %.
+    ctr_mixture_sd: float = Field(0.1, gt=0)
+    experiment_alpha: float = Field(0.05, gt=0, lt=1)
+    experiment_power: float = Field(0.8, gt=0, lt=1)
+    srm_p_value: float = Field(0.001, gt=0, lt=1)
+
+    @model_validator(mode="after")
+    def _steps_climb_to_100(self) -> Registry:
+        steps = self.canary_steps_pct
+        if not steps or steps[-1] != 100.0 or any(not 0 < s <= 100 for s in steps):
+            raise ValueError(f"canary_steps_pct must be in (0, 100] and end at 100, got {steps}")
+        if any(b <= a for a, b in zip(steps, steps[1:], strict=False)):
+            raise ValueError(f"canary_steps_pct must increase, got {steps}")
+        return self
+
+
 class Spec(_Section):
     version: int = SPEC_VERSION
     name: str = "reference-news-feed"
@@ -180,6 +219,7 @@ class Spec(_Section):
     ingest: Ingest = Ingest()
     backends: Backends = Backends()
     api: Api = Api()
+    registry: Registry = Registry()
     serve: Serve = Serve()
 
     @model_validator(mode="after")
