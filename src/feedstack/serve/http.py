@@ -1,0 +1,271 @@
+"""The HTTP API: FastAPI on uvicorn, in front of a ``FeedService``.
+
+    GET  /v1/feed/{user_id}?k=&region=   ranked items with score, source and model version
+    POST /v1/events                      the ingestion pipeline (API key); 202 with counts
+    GET  /healthz  /readyz  /metrics     liveness, readiness, Prometheus exposition
+    GET  /docs  /openapi.json            OpenAPI
+    GET  /v1/ping                        a constant (not in the schema): the benchmark's floor
+
+Handlers build orjson bytes themselves (no response-model validation on the hot path); every
+error goes through ``serve.errors.reply_for``. The feed handler calls the service inline on the
+event loop rather than in the thread pool: the service is CPU-bound under the GIL, and on 2 cores
+the thread hand-off cost more than it bought (docs in ``FEED_INLINE``, measured by
+``feedstack bench serve``).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import orjson
+from fastapi import FastAPI, Path, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from feedstack.monitor.metrics import ServingMetrics
+from feedstack.serve.errors import BadRequest, NotFound, RequestInvalid, kind_of, reply_for
+from feedstack.serve.security import Guard
+from feedstack.serve.types import Feed, FeedService, IngestCounts
+
+JSON = "application/json"
+NDJSON_TYPES = ("application/x-ndjson", "application/jsonl", "application/ndjson")
+_PING = b'{"ok":true}'
+# True: GET /v1/feed runs the service on the event loop; False: in Starlette's thread pool.
+FEED_INLINE = True
+
+
+class FeedItemOut(BaseModel):
+    item_id: str
+    score: float
+    source: str
+    position: int
+
+
+class FeedOut(BaseModel):
+    """The documented shape of a feed response (built with orjson, not through this model)."""
+
+    request_id: str
+    user_id: str
+    model_version: str
+    arm: str
+    fallback: str | None
+    items: list[FeedItemOut]
+
+
+class IngestOut(BaseModel):
+    accepted: int
+    duplicates: int
+    rejected: int
+    errors: list[dict[str, str]]
+
+
+class ErrorOut(BaseModel):
+    error: dict[str, str]
+
+
+def feed_body(feed: Feed) -> bytes:
+    return orjson.dumps(
+        {
+            "request_id": feed.request_id,
+            "user_id": feed.user_id,
+            "model_version": feed.model_version,
+            "arm": feed.arm,
+            "fallback": feed.fallback,
+            "items": [
+                {"item_id": i.item_id, "score": i.score, "source": i.source, "position": i.position}
+                for i in feed.items
+            ],
+        }
+    )
+
+
+def counts_body(counts: IngestCounts) -> dict[str, Any]:
+    return {
+        "accepted": counts.accepted,
+        "duplicates": counts.duplicates,
+        "rejected": counts.rejected,
+        "errors": counts.errors,
+    }
+
+
+def split_events(body: bytes, content_type: str) -> list[bytes]:
+    """One payload per event: NDJSON lines, a JSON array, or ``{"events": [...]}``."""
+    if content_type.split(";")[0].strip().lower() in NDJSON_TYPES:
+        return [line for line in body.splitlines() if line.strip()]
+    try:
+        doc = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise BadRequest(f"body is not valid JSON: {exc}", "body") from None
+    if isinstance(doc, dict) and "events" in doc:
+        doc = doc["events"]
+        if not isinstance(doc, list):
+            raise BadRequest("'events' must be a JSON array of events", "events")
+    if not isinstance(doc, list):
+        raise BadRequest(
+            'body must be a JSON array of events or {"events": [...]} '
+            "(or NDJSON with Content-Type application/x-ndjson)",
+            "body",
+        )
+    return [orjson.dumps(e) for e in doc]
+
+
+def _error_response(exc: BaseException) -> Response:
+    reply = reply_for(exc)
+    headers = None
+    if reply.retry_after_s is not None:
+        headers = {"Retry-After": str(max(1, round(reply.retry_after_s + 0.5)))}
+    return Response(orjson.dumps(reply.body()), reply.http_status, headers, JSON)
+
+
+def _code_class(status: int) -> str:
+    return f"{status // 100}xx"
+
+
+def create_app(
+    service: FeedService,
+    guard: Guard,
+    metrics: ServingMetrics | None = None,
+    feed_inline: bool = FEED_INLINE,
+) -> FastAPI:
+    """The FastAPI app over ``service``; ``guard`` holds keys and limits, ``metrics`` may be off."""
+    m = metrics if metrics is not None else ServingMetrics(enabled=False)
+    api = guard.api
+    app = FastAPI(
+        title="feedstack",
+        version="1",
+        summary="Personalized feed: ranked items per user, event intake.",
+        debug=False,
+    )
+
+    def observe(endpoint: str, status: int, began: float) -> None:
+        m.request_seconds.labels(endpoint, "http").observe(time.perf_counter() - began)
+        m.requests.labels(endpoint, "http", _code_class(status)).inc()
+
+    def failed(endpoint: str, exc: BaseException, began: float) -> Response:
+        resp = _error_response(exc)
+        m.errors.labels(endpoint, kind_of(exc)).inc()
+        observe(endpoint, resp.status_code, began)
+        return resp
+
+    @app.get(
+        "/v1/feed/{user_id}",
+        response_model=FeedOut,
+        responses={422: {"model": ErrorOut}, 429: {"model": ErrorOut}},
+        summary="The ranked feed of one user",
+    )
+    async def get_feed(
+        request: Request,
+        user_id: str = Path(min_length=1, max_length=256),
+        k: int | None = Query(None, description=f"items (default {api.k_default})"),
+        region: str | None = Query(None, max_length=64),
+    ) -> Response:
+        began = time.perf_counter()
+        try:
+            key = request.headers.get("x-api-key")
+            guard.admit(guard.authenticate(key) if key else None)
+            kk = guard.feed_k(k)
+            rid = request.headers.get("x-request-id")
+            if feed_inline:
+                feed = service.feed(user_id, kk, region, rid)
+            else:
+                feed = await run_in_threadpool(service.feed, user_id, kk, region, rid)
+        except Exception as exc:
+            return failed("feed", exc, began)
+        resp = Response(feed_body(feed), 200, media_type=JSON)
+        observe("feed", 200, began)
+        return resp
+
+    @app.post(
+        "/v1/events",
+        status_code=202,
+        response_model=IngestOut,
+        responses={k: {"model": ErrorOut} for k in (400, 401, 403, 413, 429)},
+        summary="Append events through the ingestion pipeline (needs X-API-Key)",
+    )
+    async def post_events(request: Request) -> Response:
+        began = time.perf_counter()
+        try:
+            guard.admit(guard.authenticate(request.headers.get("x-api-key")))
+            declared = request.headers.get("content-length")
+            if declared is not None and declared.isdigit():
+                guard.body_size(int(declared))
+            chunks: list[bytes] = []
+            size = 0
+            async for chunk in request.stream():  # checked as it arrives: no unbounded read
+                size += len(chunk)
+                guard.body_size(size)
+                chunks.append(chunk)
+            payloads = split_events(b"".join(chunks), request.headers.get("content-type", JSON))
+            guard.event_count(len(payloads))
+            counts = await run_in_threadpool(service.ingest, payloads)
+        except Exception as exc:
+            return failed("events", exc, began)
+        m.ingest.labels("accepted").inc(counts.accepted)
+        m.ingest.labels("duplicate").inc(counts.duplicates)
+        m.ingest.labels("rejected").inc(counts.rejected)
+        body = counts_body(counts)
+        status = 202
+        if counts.rejected and not (counts.accepted or counts.duplicates):
+            # Nothing usable: a 4xx that names the first bad field, with the counts beside it.
+            first = counts.errors[0] if counts.errors else {}
+            fld = first.get("field", "events")
+            reason = first.get("reason", "invalid")
+            body = {
+                "error": {
+                    "code": "bad_request",
+                    "message": f"all {counts.rejected} events rejected; first: {fld}: {reason}",
+                    "field": fld,
+                },
+                **body,
+            }
+            status = 400
+        resp = Response(orjson.dumps(body), status, media_type=JSON)
+        observe("events", status, began)
+        return resp
+
+    @app.get("/healthz", summary="Liveness: the process answers")
+    async def healthz() -> Response:
+        return Response(b'{"status":"ok"}', 200, media_type=JSON)
+
+    @app.get("/readyz", summary="Readiness: models and caches loaded")
+    async def readyz() -> Response:
+        try:
+            ok, why = service.ready()
+        except Exception as exc:
+            return _error_response(exc)
+        body = orjson.dumps({"ready": ok, "reason": why})
+        return Response(body, 200 if ok else 503, media_type=JSON)
+
+    @app.get("/metrics", summary="Prometheus metrics")
+    async def metrics_endpoint() -> Response:
+        if not m.enabled:
+            return _error_response(NotFound("metrics are off (--no-metrics)", "metrics"))
+        return Response(generate_latest(m.registry), 200, media_type=CONTENT_TYPE_LATEST)
+
+    @app.get("/v1/ping", include_in_schema=False)
+    async def ping() -> Response:
+        return Response(_PING, 200, media_type=JSON)
+
+    @app.exception_handler(RequestValidationError)
+    async def on_invalid(request: Request, exc: RequestValidationError) -> Response:
+        first = exc.errors()[0] if exc.errors() else {}
+        loc = [str(p) for p in first.get("loc", ()) if p not in ("query", "path", "body")]
+        fld = ".".join(loc) or "request"
+        return _error_response(RequestInvalid(f"{fld}: {first.get('msg', 'invalid')}", fld))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def on_http(request: Request, exc: StarletteHTTPException) -> Response:
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        body = {"error": {"code": code, "message": str(exc.detail)}}
+        return Response(orjson.dumps(body), exc.status_code, exc.headers, JSON)
+
+    @app.exception_handler(Exception)
+    async def on_internal(request: Request, exc: Exception) -> Response:
+        return _error_response(exc)  # logged there; the client sees "internal error" only
+
+    return app

@@ -1,0 +1,105 @@
+"""One serving process: the HTTP API on uvicorn and the gRPC API on grpcio, over one service.
+
+``run_server`` binds both ports first (so port 0 works and the bound addresses can be printed
+before traffic arrives), starts gRPC, flips its health to SERVING when the service is ready, then
+runs uvicorn on the main thread until SIGTERM or SIGINT. Shutdown is graceful: uvicorn stops
+accepting and finishes in-flight requests, gRPC is marked NOT_SERVING and given ``grace_s`` to
+finish its calls, and the function returns (exit code 0).
+"""
+
+from __future__ import annotations
+
+import signal
+import socket
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from types import FrameType
+from typing import Any
+
+import uvicorn
+
+from feedstack.monitor.metrics import ServingMetrics
+from feedstack.serve.grpc_server import create_grpc_server, set_serving
+from feedstack.serve.http import FEED_INLINE, create_app
+from feedstack.serve.security import Guard
+from feedstack.serve.types import FeedService
+
+GRACE_S = 5.0
+BACKLOG = 2048  # loopback load tests open many connections at once
+
+
+@dataclass(frozen=True)
+class Bound:
+    host: str
+    http_port: int
+    grpc_port: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            **asdict(self),
+            "http": f"http://{self.host}:{self.http_port}",
+            "grpc": f"{self.host}:{self.grpc_port}",
+        }
+
+
+def bind_http(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(BACKLOG)
+    sock.set_inheritable(True)
+    return sock
+
+
+def run_server(
+    service: FeedService,
+    guard: Guard,
+    metrics: ServingMetrics,
+    host: str,
+    http_port: int,
+    grpc_port: int,
+    on_ready: Callable[[Bound], None] = lambda bound: None,
+    feed_inline: bool = FEED_INLINE,
+    grace_s: float = GRACE_S,
+) -> Bound:
+    """Serve until SIGTERM/SIGINT; returns the addresses it served on."""
+    sock = bind_http(host, http_port)
+    grpc_host = f"[{host}]" if ":" in host else host
+    grpc_server, bound_grpc, health = create_grpc_server(
+        service, guard, metrics, f"{grpc_host}:{grpc_port}"
+    )
+    bound = Bound(host, sock.getsockname()[1], bound_grpc)
+    app = create_app(service, guard, metrics, feed_inline=feed_inline)
+    config = uvicorn.Config(
+        app,
+        http="httptools",
+        loop="uvloop",
+        lifespan="off",
+        access_log=False,
+        log_level="warning",
+        backlog=BACKLOG,
+        timeout_graceful_shutdown=int(grace_s),
+    )
+    server = uvicorn.Server(config)
+    received: list[int] = []
+
+    def _note(sig: int, frame: FrameType | None) -> None:
+        # uvicorn re-raises the signal it shut down for once it restores the handlers; this
+        # handler takes it so that the process goes on to stop gRPC and exit 0.
+        received.append(sig)
+
+    previous = {s: signal.signal(s, _note) for s in (signal.SIGTERM, signal.SIGINT)}
+    grpc_server.start()
+    try:
+        ready, _ = service.ready()
+        set_serving(health, ready)
+        on_ready(bound)
+        server.run(sockets=[sock])
+    finally:
+        set_serving(health, False)
+        grpc_server.stop(grace_s).wait()
+        sock.close()
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+    return bound
