@@ -207,6 +207,24 @@ class Registry(_Section):
         return self
 
 
+class Monitor(_Section):
+    """Monitoring (monitor/): SLO period, drift windows, alert thresholds not held elsewhere.
+
+    Drift thresholds are ``drift``'s, latency and availability objectives ``latency``'s, the
+    fallback cap ``registry.max_fallback_rate``, the freshness bound ``freshness``. The cost alert
+    projects live traffic to a month at ``usd_per_million_requests``; unset, it is the budget
+    spread over the planned traffic (the budget is exactly spent at the spec's traffic).
+    """
+
+    slo_period_days: float = Field(30.0, gt=0, description="error-budget period")
+    drift_window_minutes: float = Field(5.0, gt=0, description="live window of the detector")
+    drift_bins: int = Field(10, ge=2, le=100, description="quantile bins for PSI and KL")
+    drift_min_samples: int = Field(200, ge=1, description="fewer live values: no verdict")
+    ctr_drop_alert: float = Field(0.1, gt=0, lt=1, description="1 h CTR below (1 - x) x 7 d CTR")
+    retrain_cooldown_h: float = Field(24.0, ge=0, description="no drift retrain sooner than this")
+    usd_per_million_requests: float | None = Field(None, gt=0)
+
+
 class Spec(_Section):
     version: int = SPEC_VERSION
     name: str = "reference-news-feed"
@@ -221,6 +239,7 @@ class Spec(_Section):
     api: Api = Api()
     registry: Registry = Registry()
     serve: Serve = Serve()
+    monitor: Monitor = Monitor()
 
     @model_validator(mode="after")
     def _known_version(self) -> Spec:
