@@ -12,6 +12,7 @@ from feedstack.cli import (
     features_cmd,
     ingest_cmd,
     init_cmd,
+    serve_cmd,
     train_cmd,
     worker_cmd,
     world_cmd,
@@ -29,6 +30,7 @@ app.command("ingest")(ingest_cmd.ingest)
 app.command("demo")(demo_cmd.demo)
 app.command("evaluate")(evaluate_cmd.evaluate)
 app.command("train")(train_cmd.train)
+app.command("serve")(serve_cmd.serve)
 app.add_typer(world_cmd.app, name="world")
 app.add_typer(bench_cmd.app, name="bench")
 app.add_typer(features_cmd.app, name="features")

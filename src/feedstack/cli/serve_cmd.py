@@ -1,0 +1,111 @@
+"""``feedstack serve``: the HTTP and gRPC APIs in one process, until SIGTERM."""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+import orjson
+import typer
+
+from feedstack.cli.common import JsonOption, ProjectOption, cli_errors, console, project_dir
+from feedstack.core.errors import InputError
+
+SERVICES = ("pipeline", "synthetic")
+
+
+def _build(kind: str, project: Path, spec: Any, metrics: Any, cpu_ms: float) -> Any:
+    if kind == "synthetic":
+        from feedstack.serve.synthetic import SyntheticFeedService
+
+        return SyntheticFeedService(cpu_ms=cpu_ms, limits=spec.ingest)
+    if kind != "pipeline":
+        raise InputError(f"--service must be one of {', '.join(SERVICES)}, got {kind!r}")
+    # Imported by name: the request path lives in serve/pipeline.py (loads models and caches).
+    pipeline = importlib.import_module("feedstack.serve.pipeline")
+    return pipeline.build_service(project, metrics=metrics)
+
+
+def serve(
+    project: Path | None = ProjectOption,
+    host: str | None = typer.Option(None, "--host", help="Listen address (default: api.host)."),
+    port: int | None = typer.Option(
+        None, "--port", min=0, max=65535, help="HTTP port, 0 = any free (default: api.http_port)."
+    ),
+    grpc_port: int | None = typer.Option(
+        None, "--grpc-port", min=0, max=65535, help="gRPC port (default: api.grpc_port)."
+    ),
+    no_metrics: bool = typer.Option(
+        False, "--no-metrics", help="Turn Prometheus metrics off (to measure their overhead)."
+    ),
+    service: str = typer.Option(
+        "pipeline",
+        "--service",
+        help="pipeline (the trained project) or synthetic (fixed items: a transport baseline).",
+    ),
+    synthetic_cpu_ms: float = typer.Option(
+        0.0, "--synthetic-cpu-ms", min=0.0, help="Busy CPU per synthetic feed call, in ms."
+    ),
+    as_json: bool = JsonOption,
+) -> None:
+    """Serve feeds over HTTP (FastAPI) and gRPC until SIGTERM or Ctrl-C.
+
+    API keys for POST /v1/events come from the environment variable named by api.keys_env
+    (FEEDSTACK_API_KEYS by default, comma-separated). Prints the bound addresses when ready
+    (--json: one line).
+    """
+    from feedstack.core.spec import load_spec
+    from feedstack.monitor.metrics import ServingMetrics
+    from feedstack.serve.security import Guard
+    from feedstack.serve.server import Bound, run_server
+
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+    with cli_errors():
+        root = project_dir(project)
+        spec = (
+            load_spec(root) if service == "pipeline" or (root / "feedstack.yaml").exists() else None
+        )
+        if spec is None:
+            from feedstack.core.spec import Spec
+
+            spec = Spec()
+        api = spec.api
+        metrics = ServingMetrics(enabled=not no_metrics)
+        svc = _build(service, root, spec, metrics, synthetic_cpu_ms)
+        guard = Guard.from_spec(api)
+        if not guard.key_digests and api.require_key:
+            console.print(
+                f"[yellow]warning:[/yellow] no API keys in ${api.keys_env}: "
+                "POST /v1/events will answer 401"
+            )
+
+        def ready(bound: Bound) -> None:
+            info = {**bound.to_dict(), "service": service, "metrics": not no_metrics}
+            if as_json:
+                sys.stdout.buffer.write(orjson.dumps(info) + b"\n")
+                sys.stdout.flush()
+            else:
+                console.print(
+                    f"serving HTTP on {info['http']} (docs {info['http']}/docs), "
+                    f"gRPC on {info['grpc']}"
+                )
+
+        try:
+            run_server(
+                svc,
+                guard,
+                metrics,
+                host if host is not None else api.host,
+                port if port is not None else api.http_port,
+                grpc_port if grpc_port is not None else api.grpc_port,
+                on_ready=ready,
+            )
+        except OSError as exc:
+            raise InputError(f"cannot listen: {exc}") from None
+        finally:
+            close = getattr(svc, "close", None)
+            if callable(close):
+                close()
