@@ -1,0 +1,408 @@
+"""The feed request path: the ``FeedService`` the HTTP and gRPC transports call.
+
+    1 candidates     the user's list from the candidate cache (one read)
+    2 user_features  the user's online row (one entity, Feast's online store)
+    3 item_features  every candidate's article state (in memory: the item cache)
+    4 rank           ranker features as training built them (serve/rerank.py), LightGBM, 1 thread
+    5 filter         drop clicked, hidden and expired; at most N per topic in the top k; top k
+    6 log            the served list, as an impression event, to a background batcher
+
+Degradation, never an error for a backend fault (``Feed.fallback`` says why, and the metric
+``feedstack_fallbacks_total{reason}`` counts it):
+
+- no list for the user (``cold_user``), the cache down (``cache_down``), no model loaded
+  (``no_model``), or the request already past the summed budgets of the stages before ranking
+  (``candidates_timeout``, ``user_features_timeout``): the in-memory lists (trending,
+  popular-by-region, fresh: serve/articles.py), filtered and diversified the same way;
+- the online store down (``user_features_down``): the user's list is still ranked, with the
+  features of a user the store does not know (what training gives an unseen user).
+
+Budgets are the spec's (``serve.stage_shares`` of ``latency.p95_ms``); the reads' own timeouts are
+their budgets, so a stuck backend costs one budget, not a request.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from collections import OrderedDict
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+import orjson
+
+from feedstack.core.clock import Clock, SystemClock
+from feedstack.core.errors import BackendUnavailable, FeedstackError, NotSupported
+from feedstack.core.spec import Spec
+from feedstack.features.item_cache import ItemFeatureCache
+from feedstack.ingest.pipeline import Ingestor, StreamIntake
+from feedstack.ingest.records import RawRecord
+from feedstack.monitor.metrics import ServingMetrics
+from feedstack.serve import articles as art
+from feedstack.serve.impressions import ImpressionLogger, impression_payload
+from feedstack.serve.models import ServingModel, ServingModels
+from feedstack.serve.rerank import ColumnPlan, context_features, diversify, keep, user_context
+from feedstack.serve.types import Feed, FeedItem, IngestCounts
+from feedstack.storage.candidate_cache import CandidateCache, CandidateList
+
+log = logging.getLogger(__name__)
+MAX_ERRORS = 20
+_REMEMBERED = 100_000  # users' hides and requests' arms kept in memory (LRU)
+
+
+class UserFeatures(Protocol):
+    """What the request path reads from the online store (FeastFeatureStore.get_online)."""
+
+    def get_online(self, view: str, keys: Sequence[str]) -> list[dict[str, Any] | None]: ...
+
+
+@dataclass(frozen=True)
+class _Ranked:
+    items: list[str]
+    scores: list[float]
+    sources: list[str]
+
+
+class _Lru(OrderedDict[str, Any]):
+    def remember(self, key: str, value: Any) -> None:
+        self[key] = value
+        self.move_to_end(key)
+        if len(self) > _REMEMBERED:
+            self.popitem(last=False)
+
+
+class FeedPipeline:
+    """A FeedService over injected parts (``build_service`` wires them from a project)."""
+
+    def __init__(
+        self,
+        spec: Spec,
+        models: ServingModels | None,
+        candidates: CandidateCache,
+        user_features: UserFeatures,
+        items: ItemFeatureCache,
+        ingestor: Ingestor | None = None,
+        metrics: ServingMetrics | None = None,
+        clock: Clock | None = None,
+        monotonic: Callable[[], float] = time.perf_counter,
+        background: bool = True,
+        serialize_user_reads: bool = False,
+    ) -> None:
+        self.spec = spec
+        self.models = models
+        self.candidates = candidates
+        self.user_features = user_features
+        self.items = items
+        self.ingestor = ingestor
+        self.metrics = metrics or ServingMetrics(enabled=False)
+        self.clock = clock or SystemClock()
+        self._now = monotonic
+        self.budgets_ms = spec.serve.budgets_ms(spec.latency)
+        self.max_age_s = spec.serve.max_age_h * 3600.0
+        self._plans: dict[tuple[tuple[str, ...], tuple[str, ...]], ColumnPlan] = {}
+        self._hidden: _Lru = _Lru()
+        self._served: _Lru = _Lru()  # request id -> (model version, arm): clicks per arm
+        self._memo_lock = threading.Lock()
+        self._user_lock = threading.Lock() if serialize_user_reads else None
+        self._ingest_lock = threading.Lock()
+        self._snap = art.EMPTY
+        self._refreshed = False
+        self._stop = threading.Event()
+        self._refresher: threading.Thread | None = None
+        self.impressions: ImpressionLogger | None = None
+        if ingestor is not None:
+            intake = StreamIntake(ingestor, spec.serve.impression_flush_s, self.clock)
+            self.impressions = ImpressionLogger(
+                intake,
+                self._ingest_lock,
+                on_error=lambda exc: self.metrics.errors.labels(
+                    "impressions", type(exc).__name__
+                ).inc(),
+            )
+        if models is not None:
+            for arm, version in models.versions.items():
+                self.metrics.model_info.labels(version, arm).set(1)
+        self.refresh()
+        self._warm_up()
+        if background:
+            self._refresher = threading.Thread(target=self._follow, name="item-cache", daemon=True)
+            self._refresher.start()
+
+    # ------------------------------------------------------------------ article state
+    def refresh(self, timeout_s: float = 0.0) -> int:
+        """Apply new events to the item cache and publish a new article snapshot (the refresh
+        thread's body; tests call it directly)."""
+        applied = self.items.refresh(timeout_s)
+        if applied or not self._refreshed:
+            now_s = self.clock.now().timestamp()
+            pool = self.spec.serve.fallback_pool
+            self._snap = art.snapshot(self.items.agg, now_s, self.max_age_s, pool)
+            self._refreshed = True
+        return applied
+
+    def _follow(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.refresh(timeout_s=0.1)
+            except FeedstackError as exc:  # the log is down: keep serving what we have
+                log.warning("item cache refresh failed: %s", exc)
+                self._stop.wait(1.0)
+
+    def _warm_up(self) -> None:
+        """One read of each backend before the first request: lazy imports (Feast's protos)
+        and connections are paid here, not by a user."""
+        for read in (lambda: self.candidates.get("\x00warm-up"), lambda: self._read_user("-")):
+            try:
+                read()
+            except FeedstackError as exc:
+                log.warning("warm-up read failed (serving degrades until it recovers): %s", exc)
+
+    # ------------------------------------------------------------------ FeedService
+    def ready(self) -> tuple[bool, str]:
+        if self.models is None:
+            return False, "no trained model: run `feedstack train`"
+        if not self._refreshed:
+            return False, "item features not loaded yet"
+        return True, ""
+
+    def feed(
+        self, user_id: str, k: int, region: str | None = None, request_id: str | None = None
+    ) -> Feed:
+        began = self._now()
+        rid = request_id or uuid.uuid4().hex
+        k = max(1, int(k))
+        stage_ms: dict[str, float] = {}
+        arm, model = ("champion", None) if self.models is None else self.models.route(user_id)
+        version = model.version if model is not None else "fallback"
+
+        def lap(stage: str, since: float) -> float:
+            t = self._now()
+            stage_ms[stage] = (t - since) * 1000.0
+            return t
+
+        def late(*stages: str) -> bool:
+            spent = (self._now() - began) * 1000.0
+            return spent > sum(self.budgets_ms.get(s, 0.0) for s in stages)
+
+        # 1 candidates
+        t = began
+        entry: CandidateList | None = None
+        reason: str | None = None
+        try:
+            entry = self.candidates.get(user_id)
+            self.metrics.cache.labels("hit" if entry is not None else "miss").inc()
+            if entry is None:
+                reason = "cold_user"
+        except BackendUnavailable as exc:
+            self.metrics.cache.labels("error").inc()
+            log.debug("candidate cache: %s", exc)
+            reason = "cache_down"
+        t = lap("candidates", t)
+        if reason is None and late("candidates"):
+            reason = "candidates_timeout"
+        if model is None:
+            reason = "no_model"
+
+        # 2 user features (read even for the fallback: clicks to filter, the region)
+        user: dict[str, Any] | None = None
+        down = False
+        try:
+            user = self._read_user(user_id)
+        except BackendUnavailable as exc:
+            log.debug("online store: %s", exc)
+            down = True
+        t = lap("user_features", t)
+        if reason is None and late("candidates", "user_features"):
+            reason = "user_features_timeout"
+        at_s = self.clock.now().timestamp()
+        snap = self._snap
+        excluded = self._excluded(user_id, user)
+        if region is None and user is not None and user.get("region") not in (None, "unknown"):
+            region = str(user["region"])
+
+        if reason is None and entry is not None and model is not None:
+            ranked = self._rank(entry, model, user, snap, excluded, at_s, k, stage_ms)
+            if down:
+                reason = "user_features_down"
+        else:
+            ranked = self._fallback(snap, region, excluded, at_s, k)
+            t = lap("filter", t)
+            version = "fallback"  # no model ranked these: their clicks are not the model's
+        if reason is not None:
+            self.metrics.fallbacks.labels(reason).inc()
+
+        # 6 log the impression, off the hot path
+        t = self._now()
+        items = [
+            FeedItem(i, s, src, p)
+            for p, (i, s, src) in enumerate(
+                zip(ranked.items, ranked.scores, ranked.sources, strict=True)
+            )
+        ]
+        if items and self.impressions is not None:
+            payload = impression_payload(rid, user_id, ranked.items, version, self.clock.now())
+            self.impressions.log(payload)
+            self.metrics.impressions.labels(version, arm).inc(len(items))
+            with self._memo_lock:
+                self._served.remember(rid, (version, arm))
+        for it in items:
+            self.metrics.candidates.labels(it.source).inc()
+        lap("log", t)
+        self.metrics.observe_stages(stage_ms)
+        return Feed(rid, user_id, items, version, arm, reason, stage_ms)
+
+    def ingest(self, payloads: Sequence[bytes]) -> IngestCounts:
+        if self.ingestor is None:
+            raise NotSupported("this service was built without an ingest pipeline")
+        if not payloads:
+            return IngestCounts(0, 0, 0)
+        records = [RawRecord("api", i + 1, p) for i, p in enumerate(payloads)]
+        with self._ingest_lock:
+            result = self.ingestor.ingest_batch(records)
+        bad = {r.line for r in result.rejections}
+        self._observe_events([p for i, p in enumerate(payloads) if i + 1 not in bad])
+        for name, n in (("accepted", result.accepted), ("duplicate", result.duplicates)):
+            self.metrics.ingest.labels(name).inc(n)
+        self.metrics.ingest.labels("rejected").inc(result.rejected)
+        errors = [
+            {"index": str(r.line - 1), "field": r.field, "reason": r.reason}
+            for r in result.rejections[:MAX_ERRORS]
+        ]
+        return IngestCounts(result.accepted, result.duplicates, result.rejected, errors)
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._refresher is not None:
+            self._refresher.join(5.0)
+        if self.impressions is not None:
+            self.impressions.close()
+        self.items.close()
+        self.candidates.close()
+        if self.ingestor is not None:
+            self.ingestor.close()
+        closer = getattr(self.user_features, "close", None)
+        if closer is not None:
+            closer()
+
+    # ------------------------------------------------------------------ stages
+    def _read_user(self, user_id: str) -> dict[str, Any] | None:
+        if self._user_lock is None:
+            return self.user_features.get_online("user_features", [user_id])[0]
+        with self._user_lock:
+            return self.user_features.get_online("user_features", [user_id])[0]
+
+    def _excluded(self, user_id: str, user: Mapping[str, Any] | None) -> set[str]:
+        out = set(user.get("recent_clicks") or []) if user is not None else set()
+        with self._memo_lock:
+            hidden = self._hidden.get(user_id)
+        return out | hidden if hidden else out
+
+    def _plan(self, model: ServingModel, entry: CandidateList) -> ColumnPlan:
+        key = (tuple(model.ranker.feature_names), entry.feature_names)
+        plan = self._plans.get(key)
+        if plan is None:
+            plan = self._plans[key] = ColumnPlan(model.ranker.feature_names, entry.feature_names)
+        return plan
+
+    def _rank(
+        self,
+        entry: CandidateList,
+        model: ServingModel,
+        user: Mapping[str, Any] | None,
+        snap: art.ArticleSnapshot,
+        excluded: set[str],
+        at_s: float,
+        k: int,
+        stage_ms: dict[str, float],
+    ) -> _Ranked:
+        t = self._now()
+        idx = snap.index(entry.items)
+        item_rows = self.items.features(entry.items, at_s)
+        t1 = self._now()
+        stage_ms["item_features"] = (t1 - t) * 1000.0
+        ctx = user_context(snap, idx, item_rows, user, at_s)
+        x = self._plan(model, entry).assemble(entry.features, context_features(ctx))
+        scores = model.ranker.predict(x, num_threads=1)
+        t2 = self._now()
+        stage_ms["rank"] = (t2 - t1) * 1000.0
+        ok = keep(entry.items, ctx.article[:, -1], excluded, self.spec.serve.max_age_h)
+        cand = np.flatnonzero(ok)
+        order = cand[np.lexsort((cand, -scores[cand]))]  # ties: first-stage order
+        top = diversify(order, ctx.article_topic, k, self.spec.serve.max_per_topic)
+        stage_ms["filter"] = (self._now() - t2) * 1000.0
+        for s in scores[top].tolist():
+            self.metrics.score.observe(s)
+        names = entry.source_names
+        return _Ranked(
+            [entry.items[j] for j in top.tolist()],
+            [float(s) for s in scores[top].tolist()],
+            [names[int(s)] for s in entry.sources[top].tolist()],
+        )
+
+    def _fallback(
+        self,
+        snap: art.ArticleSnapshot,
+        region: str | None,
+        excluded: set[str],
+        at_s: float,
+        k: int,
+    ) -> _Ranked:
+        """Round robin over trending, popular-by-region and fresh: a list of each kind near
+        the top, whatever the user. Score: 1 / (1 + place in the merged list)."""
+        lists = snap.lists(region)
+        merged: list[int] = []
+        labels: list[str] = []
+        seen: set[int] = set()
+        iters = [
+            (name, iter(lists.get(name, np.zeros(0, np.int64)).tolist())) for name in art.LISTS
+        ]
+        while iters:
+            for entry in list(iters):
+                name, it = entry
+                for j in it:
+                    if j not in seen:
+                        seen.add(j)
+                        merged.append(j)
+                        labels.append(name)
+                        break
+                else:
+                    iters.remove(entry)
+        idx = np.asarray(merged, dtype=np.int64)
+        ids = [snap.ids[j] for j in merged]
+        age_h = (at_s - snap.publish_s[idx]) / 3600.0 if idx.size else np.zeros(0)
+        ok = np.flatnonzero(keep(ids, age_h, excluded, self.spec.serve.max_age_h))
+        topic = snap.topic[idx] if idx.size else np.zeros(0, np.int64)
+        top = diversify(ok, topic, k, self.spec.serve.max_per_topic)
+        return _Ranked(
+            [ids[j] for j in top.tolist()],
+            [1.0 / (1.0 + p) for p in range(top.size)],
+            [labels[j] for j in top.tolist()],
+        )
+
+    # ------------------------------------------------------------------ events seen by the API
+    def _observe_events(self, payloads: Sequence[bytes]) -> None:
+        """Hides filter this user's next feeds at once (the online store has no hides); clicks
+        on a served request count for its model version and arm."""
+        for p in payloads:
+            try:
+                ev = orjson.loads(p)
+            except orjson.JSONDecodeError:
+                continue
+            if not isinstance(ev, dict):
+                continue
+            kind = ev.get("type")
+            if kind == "hide":
+                user, item = str(ev.get("user_id")), str(ev.get("article_id"))
+                with self._memo_lock:
+                    hidden = self._hidden.get(user) or set()
+                    hidden.add(item)
+                    self._hidden.remember(user, hidden)
+            elif kind == "click" and ev.get("request_id"):
+                with self._memo_lock:
+                    served = self._served.get(str(ev["request_id"]))
+                if served is not None:
+                    self.metrics.clicks.labels(*served).inc()

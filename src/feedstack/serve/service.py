@@ -1,0 +1,64 @@
+"""``build_service``: a ready FeedService wired from a project's spec (the transports, the demo
+and the benchmarks call this; tests may assemble ``FeedPipeline`` from parts instead)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from feedstack.core.clock import Clock
+from feedstack.core.errors import ConfigError
+from feedstack.core.spec import Spec, load_spec
+from feedstack.features.feast_repo import FeastRepo
+from feedstack.features.feast_store import FeastFeatureStore
+from feedstack.features.item_cache import ItemFeatureCache
+from feedstack.ingest.pipeline import Ingestor
+from feedstack.monitor.metrics import ServingMetrics
+from feedstack.serve.models import ServingModels, load_models
+from feedstack.serve.pipeline import FeedPipeline
+from feedstack.storage.candidate_cache import open_candidate_cache
+from feedstack.storage.eventlog import open_event_log
+
+
+def build_service(
+    project: Path,
+    *,
+    spec: Spec | None = None,
+    metrics: ServingMetrics | None = None,
+    clock: Clock | None = None,
+    background: bool = True,
+    require_model: bool = False,
+) -> FeedPipeline:
+    """The project's feed service: its models (the rollout's champion and challenger, else the
+    newest), candidate cache, online store, in-memory item features (replayed from the event
+    log, then followed by a background thread when ``background``) and ingest pipeline.
+
+    Without a trained model it still answers, from the fallback lists, and reports not ready
+    (``require_model`` makes that a ConfigError instead). Close it with ``close()``."""
+    spec = spec or load_spec(project)
+    budgets = spec.serve.budgets_ms(spec.latency)
+    models: ServingModels | None
+    try:
+        models = load_models(project)
+    except ConfigError:
+        if require_model:
+            raise
+        models = None
+    repo = FeastRepo.from_spec(project)
+    store = FeastFeatureStore(repo, read_timeout_s=budgets["user_features"] / 1000.0)
+    cache = open_candidate_cache(
+        spec.backends.candidate_cache, project, timeout_s=budgets["candidates"] / 1000.0
+    )
+    items = ItemFeatureCache.open(open_event_log(spec.backends.event_log, project))
+    return FeedPipeline(
+        spec,
+        models,
+        cache,
+        store,
+        items,
+        ingestor=Ingestor.from_spec(spec, project, clock),
+        metrics=metrics,
+        clock=clock,
+        background=background,
+        # One SQLite connection is shared by the store: reads take turns (~0.1 ms each).
+        serialize_user_reads=repo.online_kind == "sqlite",
+    )
