@@ -7,6 +7,7 @@ import typer
 from feedstack import __version__
 from feedstack.cli import (
     bench_cmd,
+    candidates_cmd,
     demo_cmd,
     evaluate_cmd,
     features_cmd,
@@ -35,6 +36,7 @@ app.add_typer(world_cmd.app, name="world")
 app.add_typer(bench_cmd.app, name="bench")
 app.add_typer(features_cmd.app, name="features")
 app.add_typer(worker_cmd.app, name="worker")
+app.add_typer(candidates_cmd.app, name="candidates")
 features_cmd.app.command("backfill")(worker_cmd.backfill)
 
 

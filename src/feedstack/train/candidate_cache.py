@@ -1,0 +1,197 @@
+"""The batch job that fills the candidate cache: every known user's top candidates from a trained
+model, with the first-stage ranking features the ranker reads (serve/pipeline.py).
+
+It serves each user exactly as the offline replay served a logged request (train/requests.py
+``serve``): the user's recent-click history as of ``at_s``, the live articles minus what the user
+read, the blend of the model's sources over them. So the cached features are the training
+features of a request at ``at_s``; the server adds the context features as of request time.
+
+Articles published after training are added to the sources (content embeds them from their text,
+covisit and trending start them at zero), as the replay does. The model does not store its
+article ids: the article index is the offline log's order (publication order), and the job checks
+on a sample that the content embeddings still match the log's texts there, so a log whose order
+changed under the model is refused rather than served wrong.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import scipy.sparse as sp
+
+from feedstack.core.errors import InputError
+from feedstack.core.spec import load_spec
+from feedstack.models.candidates.blend import Blend, BlendConfig, Candidates
+from feedstack.models.candidates.content import ContentSource
+from feedstack.models.candidates.covisit import CovisitSource
+from feedstack.models.candidates.trending import GLOBAL, UNKNOWN, TrendingSource
+from feedstack.storage.candidate_cache import CandidateCache, CandidateList, open_candidate_cache
+from feedstack.storage.eventlog import open_event_log
+from feedstack.storage.offline import open_offline_store
+from feedstack.train import artifacts
+from feedstack.train.history import ClickHistory
+from feedstack.train.newslog import NewsLog
+
+IntArray = npt.NDArray[np.int64]
+Say = Callable[[str], None]
+# Dense full-catalog scores per batch of users: about n_items x 4 bytes x (features + clicks)
+# per user. This bounds one batch's working set.
+BATCH_BYTES = 256 * 2**20
+
+
+def extend_sources(model: artifacts.LoadedModel, log: NewsLog) -> int:
+    """Add the log's articles the model has not seen to its sources; returns how many."""
+    n_model = model.sources[0].n_items
+    if log.n_items < n_model:
+        raise InputError(
+            f"the log has {log.n_items} articles, the model {n_model}: not this project's model?"
+        )
+    for source in model.sources:
+        if isinstance(source, ContentSource):
+            _check_order(source, log.texts[:n_model])
+    new = slice(n_model, log.n_items)
+    for source in model.sources:
+        if isinstance(source, ContentSource):
+            source.add_items(log.texts[new])
+        elif isinstance(source, CovisitSource):
+            source.add_items(log.n_items - n_model)
+        elif isinstance(source, TrendingSource):
+            _extend_trending(source, log, new)
+    return log.n_items - n_model
+
+
+def _extend_trending(source: TrendingSource, log: NewsLog, new: slice) -> None:
+    """New articles and every user's region, by region name (the log may know new regions)."""
+    index = {r: j for j, r in enumerate(source.regions)}
+
+    def ours(r: int, unknown: int) -> int:
+        return index.get(log.regions[r], unknown) if r >= 0 else unknown
+
+    item_region = np.array([ours(int(r), GLOBAL) for r in log.article_region[new]], np.int64)
+    source.add_items(log.publish_s[new], item_region)
+    user_region = np.array([ours(int(r), UNKNOWN) for r in log.user_region], np.int64)
+    source.set_user_regions(np.arange(log.n_users, dtype=np.int64), user_region)
+
+
+def _check_order(content: ContentSource, texts: list[str], sample: int = 32) -> None:
+    if not texts:
+        return
+    idx = np.unique(np.linspace(0, len(texts) - 1, min(sample, len(texts))).astype(np.int64))
+    fresh = content.embed([texts[i] for i in idx.tolist()])
+    if not np.allclose(fresh, content.embeddings[idx], atol=1e-4):
+        raise InputError(
+            "the log's articles are no longer in the order the model was trained on "
+            "(an article with an older publish time arrived later): retrain with `feedstack train`"
+        )
+
+
+def first_stage(c: Candidates, quotas: dict[str, int]) -> tuple[npt.NDArray[np.float32], IntArray]:
+    """Per candidate row: the blend's score ``1 - min_s rank_s / k_s`` (its order, as a number
+    in (0, 1]) and the source giving that best relative rank (ties: the first source)."""
+    rel = np.stack(
+        [c.feature(f"{s}_rank") / max(quotas.get(s, 1), 1) for s in c.source_names], axis=1
+    )
+    best = np.argmin(rel, axis=1).astype(np.int64)
+    return (1.0 - rel.min(axis=1)).astype(np.float32), best
+
+
+def candidate_lists(
+    model: artifacts.LoadedModel, log: NewsLog, at_s: float, say: Say | None = None
+) -> Iterator[dict[str, CandidateList]]:
+    """Lists of every user of the log, a batch of users at a time (users with none skipped)."""
+    meta = model.meta
+    quotas = {str(k): int(v) for k, v in meta["blend"]["quotas"].items()}
+    n_items = model.sources[0].n_items
+    per_user = n_items * 4 * (sum(len(s.feature_names) for s in model.sources) + 24)
+    batch = max(1, min(1000, BATCH_BYTES // per_user))
+    blend = Blend(model.sources, BlendConfig(int(meta["blend"]["size"]), quotas, batch))
+    max_age_s = float(meta["config"]["max_age_h"]) * 3600.0
+    c = log.clicks
+    history = ClickHistory.build(c.user, c.item, c.time_s, log.n_items)
+    age = at_s - log.publish_s
+    dead = ~np.asarray((age >= 0) & (age < max_age_s), dtype=bool)  # NaN: never published
+    version = str(meta.get("version") or model.folder.name)
+    for start in range(0, log.n_users, batch):
+        users = np.arange(start, min(start + batch, log.n_users), dtype=np.int64)
+        hist = history.rows(users, np.full(users.size, at_s))
+        excluded = np.broadcast_to(dead, (users.size, log.n_items)).copy()
+        excluded[hist.nonzero()] = True
+        cands = blend.generate(users, hist, sp.csr_matrix(excluded))
+        score, source = first_stage(cands, quotas)
+        out: dict[str, CandidateList] = {}
+        for b in range(users.size):
+            lo, hi = int(cands.indptr[b]), int(cands.indptr[b + 1])
+            if hi == lo:
+                continue
+            out[log.user_ids[int(users[b])]] = CandidateList(
+                version,
+                at_s,
+                [log.article_ids[i] for i in cands.items[lo:hi].tolist()],
+                score[lo:hi],
+                source[lo:hi].astype(np.uint8),
+                cands.source_names,
+                np.ascontiguousarray(cands.features[lo:hi]),
+                cands.feature_names,
+            )
+        if say is not None:
+            say(f"{int(users[-1]) + 1}/{log.n_users} users")
+        yield out
+
+
+def build_candidate_cache(
+    project: Path,
+    version: str | None = None,
+    cache: CandidateCache | None = None,
+    at_s: float | None = None,
+    say: Say | None = None,
+) -> dict[str, Any]:
+    """Fill the project's candidate cache (``backends.candidate_cache``) from model ``version``
+    (default: the newest) as of ``at_s`` (default: just after the last logged event)."""
+    began = time.perf_counter()
+    spec = load_spec(project)
+    models = project / "models"
+    if version is None:
+        found = sorted(p.name for p in models.glob("*") if (p / artifacts.MODEL_FILE).is_file())
+        if not found:
+            raise InputError(f"no trained model under {models}; run `feedstack train` first")
+        version = found[-1]
+    model = artifacts.load(models / version)
+    offline = open_offline_store(spec.backends.offline_store, project)
+    event_log = open_event_log(spec.backends.event_log, project)
+    try:
+        offline.sync(event_log)  # events the API appended since the last file ingest
+    finally:
+        event_log.close()
+    log = NewsLog.load(offline.root)
+    added = extend_sources(model, log)
+    when = float(np.nextafter(log.end_s, np.inf)) if at_s is None else float(at_s)
+    own = cache is None
+    target = cache or open_candidate_cache(spec.backends.candidate_cache, project, timeout_s=30)
+    users = written = rows = 0
+    try:
+        for lists in candidate_lists(model, log, when, say):
+            written += target.put_many(lists)
+            users += len(lists)
+            rows += sum(len(c) for c in lists.values())
+    finally:
+        if own:
+            target.close()
+    seconds = time.perf_counter() - began
+    return {
+        "version": version,
+        "cache": target.url,
+        "at_s": when,
+        "users": users,
+        "users_in_log": log.n_users,
+        "articles": log.n_items,
+        "articles_added": added,
+        "candidates_per_user": round(rows / users, 1) if users else 0.0,
+        "bytes_per_user": round(written / users, 1) if users else 0.0,
+        "bytes": written,
+        "seconds": round(seconds, 3),
+    }
