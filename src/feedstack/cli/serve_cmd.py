@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import logging
 import sys
 from pathlib import Path
@@ -24,9 +23,9 @@ def _build(kind: str, project: Path, spec: Any, metrics: Any, cpu_ms: float) -> 
         return SyntheticFeedService(cpu_ms=cpu_ms, limits=spec.ingest)
     if kind != "pipeline":
         raise InputError(f"--service must be one of {', '.join(SERVICES)}, got {kind!r}")
-    # Imported by name: the request path lives in serve/pipeline.py (loads models and caches).
-    pipeline = importlib.import_module("feedstack.serve.pipeline")
-    return pipeline.build_service(project, metrics=metrics)
+    from feedstack.serve.service import build_service
+
+    return build_service(project, spec=spec, metrics=metrics)
 
 
 def serve(
@@ -57,7 +56,7 @@ def serve(
     (FEEDSTACK_API_KEYS by default, comma-separated). Prints the bound addresses when ready
     (--json: one line).
     """
-    from feedstack.core.spec import load_spec
+    from feedstack.core.spec import Spec, load_spec
     from feedstack.monitor.metrics import ServingMetrics
     from feedstack.serve.security import Guard
     from feedstack.serve.server import Bound, run_server
