@@ -235,6 +235,48 @@ def test_our_protos_are_feasts_protos(stores: dict[str, FeastFeatureStore]) -> N
             ]
 
 
+def test_value_text_is_feasts(stores: dict[str, FeastFeatureStore]) -> None:
+    """The SQLite rows' ``value_text`` is what Feast's extract_text_and_num gives (we skip its
+    per-value dispatch), for every view and dtype; Arrow list columns (how the aggregator builds
+    user features) give the same protos as Python lists."""
+    import sqlite3
+
+    from feast.infra.online_stores.helpers import extract_text_and_num
+    from feast.protos.feast.types.Value_pb2 import Value as ValueProto
+
+    from feedstack.features.feast_store import _value_protos
+
+    st = stores["sqlite"]
+    for v in VIEWS:
+        fr = rows_for(v.name, [f"vt{i}" for i in range(5)], T_OLD, seed=4)
+        st.write_online([fr])
+        as_arrow = FeatureRows(
+            fr.view,
+            fr.keys,
+            fr.as_of_s,
+            {
+                name: pa.array(list(col)) if not isinstance(col, np.ndarray) else col
+                for name, col in fr.columns.items()
+            },
+        )
+        assert [[p.SerializeToString() for p in c] for c in _value_protos(v, as_arrow)] == [
+            [p.SerializeToString() for p in c] for c in _value_protos(v, fr)
+        ]
+    db = sqlite3.connect(st.repo.sqlite_path)
+    try:
+        seen = 0
+        for v in VIEWS:
+            table = f"{st.repo.project}_{v.name}"
+            for raw, text in db.execute(f'SELECT value, value_text FROM "{table}"'):
+                val = ValueProto()
+                val.ParseFromString(raw)
+                assert text == extract_text_and_num(val, False)[0]
+                seen += 1
+        assert seen > 0
+    finally:
+        db.close()
+
+
 def test_push_round_trip_every_view(store: FeastFeatureStore) -> None:
     """write_online -> Feast's get_online_features returns what we pushed, list types too;
     our direct read returns exactly what Feast returns."""

@@ -234,7 +234,14 @@ def test_checkpoint_cadence_and_ack_after_save(tmp_path: Path) -> None:
     fill(log, simulated_day(3_000, users=50))
     clock = [0.0]
     tail = RecordingTail(log, tmp_path / "ckpt.npz")
-    config = WorkerConfig(max_batch=500, checkpoint_every_s=5.0, checkpoint_every_events=1_200)
+    # Every batch writes all its upgrade rows (none queued): time-due checkpoints are not
+    # deferred here; test_time_due_checkpoint_waits_for_queued_upgrades covers the deferral.
+    config = WorkerConfig(
+        max_batch=500,
+        checkpoint_every_s=5.0,
+        checkpoint_every_events=1_200,
+        upgrade_rows_per_batch=1_000_000,
+    )
     w = FeatureWorker(
         tail,
         MemorySink(),
@@ -256,6 +263,49 @@ def test_checkpoint_cadence_and_ack_after_save(tmp_path: Path) -> None:
     assert tail.acks == ["500", "2000"]
     w.run(once=True)
     assert tail.acks[-1] == "3000" and w.checkpointed_offset == "3000"
+
+
+def test_time_due_checkpoint_waits_for_queued_upgrades(tmp_path: Path) -> None:
+    """A checkpoint writes every queued upgrade row first (a stall of seconds after a tick of
+    10^5 users), so one due by time waits for the per-batch slices to drain the queue, up to
+    checkpoint_max_delay_s; one due by event count (the bound on replay) does not wait."""
+    log = SqliteEventLog(tmp_path / "events.sqlite")
+    fill(log, simulated_day(3_000, users=50))
+    clock = [0.0]
+    config = WorkerConfig(
+        max_batch=500,
+        checkpoint_every_s=5.0,
+        checkpoint_every_events=100_000,
+        checkpoint_max_delay_s=30.0,
+        upgrade_rows_per_batch=1,
+    )
+    w = FeatureWorker(
+        PollingTail(log),
+        MemorySink(),
+        checkpoint_path=tmp_path / "ckpt.npz",
+        config=config,
+        monotonic=lambda: clock[0],
+    )
+    w.step()
+    assert w._upgrades  # a day in 500 events crosses many ticks
+    clock[0] += 5.0
+    assert not w.maybe_checkpoint()  # due by time, upgrades queued: waits
+    w.flush_upgrades()
+    assert w.maybe_checkpoint()  # drained: goes
+    w.step()
+    assert w._upgrades
+    clock[0] += 30.0
+    assert w.maybe_checkpoint()  # waited checkpoint_max_delay_s: goes, flushing the queue
+    assert not w._upgrades
+    strict = FeatureWorker(
+        PollingTail(log),
+        MemorySink(),
+        checkpoint_path=tmp_path / "ckpt2.npz",
+        config=WorkerConfig(max_batch=500, checkpoint_every_events=400, upgrade_rows_per_batch=1),
+        monotonic=lambda: clock[0],
+    )
+    strict.step()
+    assert strict._upgrades and strict.maybe_checkpoint()  # due by events: no wait
 
 
 def test_lag_is_online_write_time_minus_event_time(tmp_path: Path) -> None:

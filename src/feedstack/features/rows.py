@@ -19,6 +19,14 @@ _ARROW = {
 }
 
 
+def pylist(col: Any) -> list[Any]:
+    """A column's values as Python objects: list columns may be Arrow list arrays (the
+    aggregator builds user features that way) or Python lists."""
+    if isinstance(col, pa.Array | pa.ChunkedArray):
+        return col.to_pylist()  # type: ignore[no-any-return]
+    return col.tolist() if isinstance(col, np.ndarray) else list(col)
+
+
 @dataclass
 class FeatureRows:
     """Rows of one view: entity keys, as-of times (Unix seconds) and one column per feature."""
@@ -40,7 +48,9 @@ class FeatureRows:
         names = [v.entity, "event_timestamp"]
         for f in v.features:
             col = self.columns[f.name]
-            if isinstance(col, np.ndarray) and f.dtype in ("float32", "int64"):
+            if isinstance(col, pa.Array):
+                arrays.append(col if col.type == _ARROW[f.dtype] else col.cast(_ARROW[f.dtype]))
+            elif isinstance(col, np.ndarray) and f.dtype in ("float32", "int64"):
                 arrays.append(pa.array(col.astype(f.dtype), _ARROW[f.dtype]))
             else:
                 arrays.append(pa.array(list(col), _ARROW[f.dtype]))
@@ -50,9 +60,13 @@ class FeatureRows:
     def records(self) -> list[dict[str, Any]]:
         """Row dicts (tests and debugging)."""
         out = []
+        columns = {
+            name: pylist(col) if isinstance(col, pa.Array) else col
+            for name, col in self.columns.items()
+        }
         for i, key in enumerate(self.keys):
             row: dict[str, Any] = {"key": key, "as_of_s": float(self.as_of_s[i])}
-            for name, col in self.columns.items():
+            for name, col in columns.items():
                 value = col[i]
                 row[name] = value.tolist() if isinstance(value, np.ndarray) else value
                 if isinstance(row[name], np.generic):

@@ -27,6 +27,7 @@ import numpy.typing as npt
 from feedstack.core.errors import InputError
 from feedstack.features.aggregator import FeatureAggregator
 from feedstack.features.definitions import ARTICLE_COUNTERS, WINDOWS_S, smoothed_ctr
+from feedstack.features.rows import pylist
 
 IntArray = npt.NDArray[np.int64]
 FloatMatrix = npt.NDArray[np.float32]
@@ -106,9 +107,11 @@ class Context:
             rows = agg.user_rows(theirs[seen], at_s)
             counts[seen, 0] = rows.columns["impressions_24h"]
             counts[seen, 1] = rows.columns["clicks_24h"]
+            all_names = pylist(rows.columns["affinity_topics"])
+            all_scores = pylist(rows.columns["affinity_scores"])
             for j, row in enumerate(seen.tolist()):
-                names = rows.columns["affinity_topics"][j]
-                scores = rows.columns["affinity_scores"][j]
+                names = all_names[j]
+                scores = all_scores[j]
                 affinity[row, [topics[t] for t in names]] = scores
                 user_region[row] = region_index(rows.columns["region"][j])
         return cls(at_s, article, art_topic, art_region, wanted, counts, affinity, user_region)
