@@ -9,8 +9,6 @@ SLIs are over the feed endpoint (``endpoint="feed"``, both protocols):
 
 from __future__ import annotations
 
-from prometheus_client.utils import floatToGoString
-
 from feedstack.core.errors import ConfigError
 from feedstack.monitor.metrics import LATENCY_BUCKETS_S
 
@@ -29,7 +27,8 @@ def latency_le(threshold_ms: float) -> str:
             f"latency.p95_ms = {threshold_ms}: below the smallest latency bucket "
             f"({LATENCY_BUCKETS_S[0] * 1000:g} ms)"
         )
-    return floatToGoString(max(edges))
+    # prometheus_client writes le like Go's float formatting; for our edges that is repr().
+    return repr(float(max(edges)))
 
 
 def availability_bad(window: str) -> str:
