@@ -225,6 +225,65 @@ class Monitor(_Section):
     usd_per_million_requests: float | None = Field(None, gt=0)
 
 
+class PlanFallbacks(_Section):
+    """What the planner assumes for a quantity no measurement in ``measurements/`` provides yet.
+
+    Each is labeled *assumed* (with this key) wherever it is used; a measurement replaces it. The
+    defaults are rough numbers for this code on one core of a current x86 server, stated so they
+    can be argued with: the command that measures each is in docs/plan.md.
+    """
+
+    rps_per_core_at_slo: float = Field(100.0, gt=0, description="feed requests/s per core")
+    floor_rps_per_core: float = Field(2_000.0, gt=0, description="constant-answer requests/s")
+    bytes_per_candidate: float = Field(40.0, gt=0, description="cached candidate, with features")
+    feature_bytes_per_user: float = Field(256.0, gt=0, description="online user-feature row")
+    feature_bytes_per_article: float = Field(512.0, gt=0, description="online article row")
+    train_s_per_million_events: float = Field(120.0, gt=0, description="one core")
+    candidate_build_ms_per_user: float = Field(3.0, gt=0, description="one core")
+    ingest_events_per_s_per_core: float = Field(100_000.0, gt=0)
+    worker_events_per_s_per_core: float = Field(20_000.0, gt=0)
+    stored_bytes_per_event: float = Field(150.0, gt=0, description="event log + Parquet copy")
+    events_per_request: float = Field(1.3, gt=0, description="impression + clicks + dwells")
+    rank_ms_per_request: float = Field(2.0, gt=0, description="ranker predict, one core")
+
+
+class Cost(_Section):
+    """The price table and the planner's sizing policy (``feedstack plan``, docs/plan.md).
+
+    Prices are public AWS us-east-1 on-demand list prices as of ``prices_as_of`` (labeled
+    assumed in every plan): vCPU-hour from EC2 c6i.large ($0.085/h for 2 vCPU, memory included);
+    spot from the c6i Spot price history (about 60 % below on-demand); memory GB-hour from
+    ElastiCache cache.r7g.large ($0.219/h for 13.07 GiB); storage from S3 Standard (first 50 TB);
+    the savings-plan discount from the 1-year no-upfront Compute Savings Plan for c6i. Replace them
+    with your provider's prices.
+    """
+
+    prices_as_of: str = "2024-06, AWS us-east-1 public list prices"
+    vcpu_hour_usd: float = Field(0.0425, gt=0)
+    spot_vcpu_hour_usd: float = Field(0.017, gt=0)
+    memory_gb_hour_usd: float = Field(0.01676, gt=0)
+    storage_gb_month_usd: float = Field(0.023, ge=0)
+    savings_plan_discount: float = Field(0.27, ge=0, lt=1)
+    # AWS bills a month as 730 hours (8,760 h / 12).
+    hours_per_month: float = Field(730.0, gt=0)
+    # Serving runs below the measured throughput at the SLO so that bursts inside an autoscaling
+    # step do not push p95 over the objective.
+    target_utilization: float = Field(0.7, gt=0, le=1)
+    cores_per_replica: int = Field(2, ge=1)
+    # Primary + one replica; Redis keeps ElastiCache's default reserved-memory-percent of 25 %
+    # free for forks (snapshots) and fragmentation.
+    redis_replication: int = Field(2, ge=1)
+    redis_max_memory_fraction: float = Field(0.75, gt=0, le=1)
+    redis_bytes_per_key: float = Field(64.0, ge=0, description="per-key overhead")
+    retention_days: float = Field(90.0, gt=0, description="event log + offline copy kept")
+    train_window_days: float = Field(7.0, gt=0, description="events each retrain reads")
+    batch_period_h: float = Field(24.0, gt=0, description="retrain + candidate rebuild period")
+    light_user_share: float = Field(0.6, ge=0, le=1, description="users with few visits a day")
+    light_user_candidates: int = Field(100, ge=1, description="cached for them in the cut")
+    compact_encoding_ratio: float = Field(0.5, gt=0, le=1, description="bytes after the cut")
+    fallback: PlanFallbacks = PlanFallbacks()
+
+
 class Spec(_Section):
     version: int = SPEC_VERSION
     name: str = "reference-news-feed"
@@ -240,6 +299,7 @@ class Spec(_Section):
     registry: Registry = Registry()
     serve: Serve = Serve()
     monitor: Monitor = Monitor()
+    cost: Cost = Cost()
 
     @model_validator(mode="after")
     def _known_version(self) -> Spec:
