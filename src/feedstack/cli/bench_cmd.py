@@ -9,7 +9,7 @@ from typing import Any
 import typer
 
 from feedstack.bench import measurements
-from feedstack.cli import worker_cmd
+from feedstack.cli import serve_cmd, worker_cmd
 from feedstack.cli.common import (
     JsonOption,
     ProjectOption,
@@ -160,6 +160,7 @@ def all_(
 
 app.command("freshness")(worker_cmd.bench_freshness)
 app.command("worker")(worker_cmd.bench_worker)
+app.command("serve")(serve_cmd.bench_serve)
 
 
 # What a reader of docs/benchmarks.md must know beside the numbers (kept with the code that

@@ -10,7 +10,14 @@ from typing import Any
 import orjson
 import typer
 
-from feedstack.cli.common import JsonOption, ProjectOption, cli_errors, console, project_dir
+from feedstack.cli.common import (
+    JsonOption,
+    ProjectOption,
+    cli_errors,
+    console,
+    project_dir,
+    record_measurement,
+)
 from feedstack.core.errors import InputError
 
 SERVICES = ("pipeline", "synthetic")
@@ -108,3 +115,49 @@ def serve(
             close = getattr(svc, "close", None)
             if callable(close):
                 close()
+
+
+def bench_serve(
+    project: Path | None = ProjectOption,
+    rate: float | None = typer.Option(
+        None, "--rate", help="Requests/s, open loop; without it: closed loop to saturation."
+    ),
+    duration: float = typer.Option(10.0, "--duration", min=1.0, help="Measured seconds."),
+    protocol: str = typer.Option("http", "--protocol", help="http or grpc."),
+    no_metrics: bool = typer.Option(
+        False, "--no-metrics", help="Serve with Prometheus metrics off (their overhead)."
+    ),
+    service: str = typer.Option(
+        "pipeline", "--service", help="pipeline (the project) or synthetic (transport only)."
+    ),
+    synthetic_cpu_ms: float = typer.Option(
+        0.0, "--synthetic-cpu-ms", min=0.0, help="Busy CPU per synthetic feed call, in ms."
+    ),
+    concurrency: int = typer.Option(
+        32, "--concurrency", min=1, help="Closed-loop workers (saturation and the floor)."
+    ),
+    as_json: bool = JsonOption,
+) -> None:
+    """Load-test `feedstack serve` from a separate process; floor_rps = a bare endpoint, same run.
+
+    Prints rps, p50_ms, p95_ms, p99_ms, errors and floor_rps, and records kind "serve" in
+    PROJECT/measurements/.
+    """
+    from feedstack.bench.serve import run_serve_bench
+
+    with cli_errors():
+        root = project_dir(project)
+        has_spec = (root / "feedstack.yaml").exists()
+        if service != "synthetic" and not has_spec:
+            raise InputError(f"no feedstack.yaml in {root}: pass --project")
+        result = run_serve_bench(
+            root if has_spec else None,
+            protocol=protocol,
+            rate=rate,
+            duration_s=duration,
+            metrics=not no_metrics,
+            service=service,
+            synthetic_cpu_ms=synthetic_cpu_ms,
+            concurrency=concurrency,
+        )
+        record_measurement("serve", result, root, as_json)
