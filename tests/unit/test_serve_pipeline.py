@@ -315,3 +315,14 @@ def _any_user(parts: Parts) -> str:
 
 def _count(parts: Parts, name: str, **labels: str) -> float:
     return parts.registry.get_sample_value(name, labels) or 0.0
+
+
+def test_in_process_benchmark_body_serves_ranked_feeds(trained: Trained) -> None:
+    from feedstack.bench.serve_inproc import measure_in_process
+
+    r = measure_in_process(str(trained.project), 2_000, 20, 40, 100, "memory://", 0)
+    assert r["requests"] == 40 and r["candidates"] == 100
+    assert 0 < r["latency_ms"]["p50"] <= r["latency_ms"]["p99"]
+    assert set(r["stage_p50_ms"]) >= {"candidates", "rank", "filter"}
+    assert r["bytes_per_user"] > 100 * 4
+    assert r["rss_mb"]["end"] > 0

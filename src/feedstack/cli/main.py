@@ -14,6 +14,7 @@ from feedstack.cli import (
     ingest_cmd,
     init_cmd,
     serve_cmd,
+    serve_inproc_cmd,
     train_cmd,
     worker_cmd,
     world_cmd,
@@ -38,6 +39,7 @@ app.add_typer(features_cmd.app, name="features")
 app.add_typer(worker_cmd.app, name="worker")
 app.add_typer(candidates_cmd.app, name="candidates")
 features_cmd.app.command("backfill")(worker_cmd.backfill)
+bench_cmd.app.command("serve-inproc")(serve_inproc_cmd.serve_inproc)
 
 
 @app.callback(invoke_without_command=True)
