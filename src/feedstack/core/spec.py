@@ -245,6 +245,8 @@ class PlanFallbacks(_Section):
     stored_bytes_per_event: float = Field(150.0, gt=0, description="event log + Parquet copy")
     events_per_request: float = Field(1.3, gt=0, description="impression + clicks + dwells")
     rank_ms_per_request: float = Field(2.0, gt=0, description="ranker predict, one core")
+    live_articles: int = Field(50_000, ge=1, description="articles in the online store")
+    feature_lag_p99_s: float = Field(120.0, gt=0, description="event to online store")
 
 
 class Cost(_Section):

@@ -1,0 +1,88 @@
+"""``plan(spec, inputs)``: capacity, cost, budget, cuts, patterns and the autoscaled day, as data.
+
+Pure: the numbers come in (PlanInputs, the spec), the numbers go out; the CLI and the report
+read the measurements and print. The top-level keys the issue asks for are plain numbers; the
+same numbers with unit, label and source are under ``quantities``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from feedstack.core.errors import InputError
+from feedstack.core.spec import Spec
+from feedstack.plan.autoscale import simulate
+from feedstack.plan.capacity import Capacity, capacity
+from feedstack.plan.cost import budget_check
+from feedstack.plan.inputs import PlanInputs
+from feedstack.plan.patterns import compare
+from feedstack.plan.prices import Prices
+
+
+def with_dau(spec: Spec, dau: int) -> Spec:
+    """The spec with another daily-active-user count (validated like the spec's own)."""
+    if dau <= 0:
+        raise InputError(f"--dau {dau}: daily active users must be > 0")
+    traffic = spec.traffic.model_copy(update={"daily_active_users": int(dau)})
+    return spec.model_copy(update={"traffic": traffic})
+
+
+def _core(spec: Spec, inputs: PlanInputs) -> tuple[Capacity, Any, dict[str, Any]]:
+    prices = Prices.from_spec(spec.cost)
+    cap = capacity(spec, inputs)
+    day = simulate(
+        cap.serving_cores_busy.value,
+        spec.traffic.peak_to_average,
+        spec.traffic.autoscaling,
+        spec.cost.target_utilization,
+    )
+    return cap, day, budget_check(spec, prices, cap, day)
+
+
+def plan(spec: Spec, inputs: PlanInputs) -> dict[str, Any]:
+    prices = Prices.from_spec(spec.cost)
+    cap, day, money = _core(spec, inputs)
+    doubled = with_dau(spec, spec.traffic.daily_active_users * 2)
+    cap2, day2, money2 = _core(doubled, inputs)
+    total = money["total"].value
+    lines = money["lines"]
+    return {
+        "peak_qps": round(cap.peak_qps.value, 1),
+        "serving_cores": int(cap.serving_cores.value),
+        "replicas_per_zone": int(cap.replicas_per_zone.value),
+        "redis_gb": round(cap.redis_gb.value, 1),
+        "storage_gb": round(cap.storage_gb.value, 1),
+        "batch_core_h_per_month": round(cap.batch_core_h_per_month.value, 1),
+        "monthly_cost_usd": round(total, 2),
+        "budget_usd": money["budget"].value,
+        "within_budget": money["within_budget"],
+        "bottleneck": money["bottleneck"],
+        "bottleneck_share": round(lines[money["bottleneck"]].value / total, 4) if total else 0.0,
+        "cost_lines_usd": {k: round(q.value, 2) for k, q in lines.items()},
+        "cuts": money["cuts"],
+        "plan_to_fit": money["plan_to_fit"],
+        "fits_after_cuts": money["fits_after_cuts"],
+        "patterns": compare(spec, inputs, prices, cap),
+        "autoscale": {
+            "policy": spec.traffic.autoscaling.model_dump(),
+            "curve": "two daily peaks (8:30, 20:30), mean 1, max = traffic.peak_to_average",
+            **day.to_json(),
+        },
+        "traffic_x2": {
+            "daily_active_users": doubled.traffic.daily_active_users,
+            "peak_qps": round(cap2.peak_qps.value, 1),
+            "serving_cores": int(cap2.serving_cores.value),
+            "redis_gb": round(cap2.redis_gb.value, 1),
+            "monthly_cost_usd": round(money2["total"].value, 2),
+            "cost_ratio": round(money2["total"].value / total, 4) if total else 0.0,
+            "within_budget": money2["within_budget"],
+            "cost_lines_usd": {k: round(q.value, 2) for k, q in money2["lines"].items()},
+        },
+        "quantities": {
+            **cap.to_json(),
+            **{f"cost_{k}": q.to_json() for k, q in lines.items()},
+            "monthly_cost": money["total"].to_json(),
+        },
+        "inputs": {k: q.to_json() for k, q in inputs.as_dict().items()},
+        "prices": prices.table(),
+    }
