@@ -326,3 +326,23 @@ def test_in_process_benchmark_body_serves_ranked_feeds(trained: Trained) -> None
     assert set(r["stage_p50_ms"]) >= {"candidates", "rank", "filter"}
     assert r["bytes_per_user"] > 100 * 4
     assert r["rss_mb"]["end"] > 0
+
+
+def test_lists_built_for_other_features_fall_back_not_fail(parts: Parts) -> None:
+    from feedstack.storage.candidate_cache import CandidateList, MemoryCandidateCache
+
+    cache = MemoryCandidateCache()
+    stale = CandidateList(
+        "old", 0.0, ["a1"], np.ones(1, np.float32), np.zeros(1, np.uint8), ("covisit",),
+        np.ones((1, 1), np.float32), ("a_feature_no_ranker_reads",),
+    )  # fmt: skip
+    cache.put_many({"u": stale, "empty": CandidateList(*_empty())})
+    svc = make(parts, cache=cache)
+    assert svc.feed("u", 4).fallback == "cache_stale"
+    assert svc.feed("empty", 4).fallback == "cold_user"
+    svc.close()
+
+
+def _empty() -> tuple[Any, ...]:
+    z = np.zeros(0, np.float32)
+    return ("v", 0.0, [], z, np.zeros(0, np.uint8), ("s",), np.zeros((0, 0), np.float32), ())

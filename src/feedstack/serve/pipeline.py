@@ -36,7 +36,7 @@ import numpy as np
 import orjson
 
 from feedstack.core.clock import Clock, SystemClock
-from feedstack.core.errors import BackendUnavailable, FeedstackError, NotSupported
+from feedstack.core.errors import BackendUnavailable, FeedstackError, InputError, NotSupported
 from feedstack.core.spec import Spec
 from feedstack.features.item_cache import ItemFeatureCache
 from feedstack.ingest.pipeline import Ingestor, StreamIntake
@@ -52,6 +52,7 @@ from feedstack.storage.candidate_cache import CandidateCache, CandidateList
 log = logging.getLogger(__name__)
 MAX_ERRORS = 20
 _REMEMBERED = 100_000  # users' hides and requests' arms kept in memory (LRU)
+SNAPSHOT_EVERY_S = 1.0
 
 
 class UserFeatures(Protocol):
@@ -103,14 +104,15 @@ class FeedPipeline:
         self._now = monotonic
         self.budgets_ms = spec.serve.budgets_ms(spec.latency)
         self.max_age_s = spec.serve.max_age_h * 3600.0
-        self._plans: dict[tuple[tuple[str, ...], tuple[str, ...]], ColumnPlan] = {}
+        self._plans: dict[tuple[tuple[str, ...], tuple[str, ...]], ColumnPlan | None] = {}
         self._hidden: _Lru = _Lru()
         self._served: _Lru = _Lru()  # request id -> (model version, arm): clicks per arm
         self._memo_lock = threading.Lock()
         self._user_lock = threading.Lock() if serialize_user_reads else None
         self._ingest_lock = threading.Lock()
         self._snap = art.EMPTY
-        self._refreshed = False
+        self._refreshed = self._dirty = False
+        self._next_snapshot = 0.0
         self._stop = threading.Event()
         self._refresher: threading.Thread | None = None
         self.impressions: ImpressionLogger | None = None
@@ -133,15 +135,20 @@ class FeedPipeline:
             self._refresher.start()
 
     # ------------------------------------------------------------------ article state
-    def refresh(self, timeout_s: float = 0.0) -> int:
-        """Apply new events to the item cache and publish a new article snapshot (the refresh
-        thread's body; tests call it directly)."""
+    def refresh(self, timeout_s: float = 0.0, force: bool = False) -> int:
+        """Apply new events to the item cache; publish a new article snapshot when something
+        changed, at most every SNAPSHOT_EVERY_S (a snapshot of 10^5 articles with its fallback
+        lists costs ~20 ms: at every 0.1 s poll it would take a fifth of a core). Articles
+        published since the last snapshot are unknown to ranking until the next one."""
         applied = self.items.refresh(timeout_s)
-        if applied or not self._refreshed:
+        self._dirty = self._dirty or applied > 0
+        now = time.monotonic()
+        if force or not self._refreshed or (self._dirty and now >= self._next_snapshot):
             now_s = self.clock.now().timestamp()
             pool = self.spec.serve.fallback_pool
             self._snap = art.snapshot(self.items.agg, now_s, self.max_age_s, pool)
-            self._refreshed = True
+            self._refreshed, self._dirty = True, False
+            self._next_snapshot = now + SNAPSHOT_EVERY_S
         return applied
 
     def _follow(self) -> None:
@@ -195,8 +202,10 @@ class FeedPipeline:
         try:
             entry = self.candidates.get(user_id)
             self.metrics.cache.labels("hit" if entry is not None else "miss").inc()
-            if entry is None:
+            if entry is None or len(entry) == 0:
                 reason = "cold_user"
+            elif model is not None and self._plan(model, entry) is None:
+                reason = "cache_stale"  # lists built for a model with other features
         except BackendUnavailable as exc:
             self.metrics.cache.labels("error").inc()
             log.debug("candidate cache: %s", exc)
@@ -301,12 +310,17 @@ class FeedPipeline:
             hidden = self._hidden.get(user_id)
         return out | hidden if hidden else out
 
-    def _plan(self, model: ServingModel, entry: CandidateList) -> ColumnPlan:
+    def _plan(self, model: ServingModel, entry: CandidateList) -> ColumnPlan | None:
+        """How to assemble this ranker's columns from these lists; None when the lists lack
+        a feature the ranker reads (a new model, the cache not rebuilt yet)."""
         key = (tuple(model.ranker.feature_names), entry.feature_names)
-        plan = self._plans.get(key)
-        if plan is None:
-            plan = self._plans[key] = ColumnPlan(model.ranker.feature_names, entry.feature_names)
-        return plan
+        if key not in self._plans:
+            try:
+                self._plans[key] = ColumnPlan(model.ranker.feature_names, entry.feature_names)
+            except InputError as exc:
+                log.warning("candidate lists do not fit model %s: %s", model.version, exc)
+                self._plans[key] = None
+        return self._plans[key]
 
     def _rank(
         self,
@@ -325,7 +339,9 @@ class FeedPipeline:
         t1 = self._now()
         stage_ms["item_features"] = (t1 - t) * 1000.0
         ctx = user_context(snap, idx, item_rows, user, at_s)
-        x = self._plan(model, entry).assemble(entry.features, context_features(ctx))
+        plan = self._plan(model, entry)
+        assert plan is not None  # checked in feed()
+        x = plan.assemble(entry.features, context_features(ctx))
         scores = model.ranker.predict(x, num_threads=1)
         t2 = self._now()
         stage_ms["rank"] = (t2 - t1) * 1000.0
