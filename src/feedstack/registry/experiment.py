@@ -33,6 +33,7 @@ from feedstack.core.errors import InputError
 from feedstack.core.events import Click, Dwell, Event, Impression
 from feedstack.core.spec import Spec
 from feedstack.registry.assignment import arm_of
+from feedstack.registry.jsonl import append_jsonl, read_jsonl
 from feedstack.registry.stats import (
     RatioMoments,
     ratio_metric_n,
@@ -171,27 +172,15 @@ class ExposureLog:
         self.path = _path(project, name, ".exposures.jsonl")
 
     def log(self, exposures: Iterable[Exposure]) -> int:
-        lines = [json.dumps(asdict(e)) + "\n" for e in exposures]
-        if not lines:
-            return 0
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.path, "a", encoding="utf-8") as f:
-            f.writelines(lines)
-            f.flush()
-            os.fsync(f.fileno())
-        return len(lines)
+        return append_jsonl(self.path, (asdict(e) for e in exposures))
 
     def read(self) -> list[Exposure]:
-        try:
-            text = self.path.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            return []
         out = []
-        for line in text.splitlines():
+        for doc in read_jsonl(self.path):
             try:
-                out.append(Exposure(**json.loads(line)))
-            except (ValueError, TypeError):
-                continue  # a torn last line after a crash
+                out.append(Exposure(**doc))
+            except TypeError:
+                continue
         return out
 
 

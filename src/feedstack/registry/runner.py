@@ -10,8 +10,6 @@ from the log, so the runner keeps no state of its own and any process can take t
 
 from __future__ import annotations
 
-import json
-import os
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime
@@ -19,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from feedstack.core.errors import InputError
+from feedstack.registry.jsonl import append_jsonl, read_jsonl
 from feedstack.registry.rollout import (
     ArmObservation,
     Decision,
@@ -35,18 +34,7 @@ OnDecision = Callable[[dict[str, Any]], None]
 
 
 def read_decisions(project: Path) -> list[dict[str, Any]]:
-    path = project / DECISIONS_FILE
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except FileNotFoundError:
-        return []
-    out = []
-    for line in lines:
-        try:
-            out.append(json.loads(line))
-        except ValueError:
-            continue  # a torn last line (crash mid-append) is skipped, never fatal
-    return out
+    return read_jsonl(project / DECISIONS_FILE)
 
 
 class RolloutRunner:
@@ -169,12 +157,7 @@ class RolloutRunner:
         }
         # The decision is on disk before the state changes: a crash in between leaves a logged
         # decision to re-apply, never a state change nobody can explain.
-        path = self.project / DECISIONS_FILE
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(path, "a", encoding="utf-8") as f:
-            f.write(json.dumps(record) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
+        append_jsonl(self.project / DECISIONS_FILE, [record])
         if decision["action"] != "hold":
             save_rollout(self.project, state)
         if self.on_decision is not None:
