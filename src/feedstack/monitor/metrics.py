@@ -12,8 +12,8 @@ same server with metrics off).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import cast
+from collections.abc import Iterable, Mapping
+from typing import Protocol, cast
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
@@ -151,3 +151,61 @@ class ServingMetrics:
     def observe_stages(self, stage_ms: Mapping[str, float]) -> None:
         for stage, ms in stage_ms.items():
             self.stage_seconds.labels(stage).observe(ms / 1000.0)
+
+
+class DriftMetrics:
+    """The drift monitor's gauges, one series per feature (a bounded set: the feature names).
+
+    ``publish`` sets them from a drift report; the generated alert rule (monitor/rules.py)
+    re-derives the verdict from them with the spec's thresholds.
+    """
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry()
+        r = self.registry
+        self.kl = Gauge(
+            "feedstack_drift_kl_divergence",
+            "KL(live || reference) over reference bins, nats.",
+            ["feature"],
+            registry=r,
+        )
+        self.psi = Gauge(
+            "feedstack_drift_psi", "Population stability index.", ["feature"], registry=r
+        )
+        self.ks_p = Gauge(
+            "feedstack_drift_ks_p_value",
+            "Two-sample KS p-value (numeric features only).",
+            ["feature"],
+            registry=r,
+        )
+        self.live = Gauge(
+            "feedstack_drift_live_samples",
+            "Values in the live window.",
+            ["feature"],
+            registry=r,
+        )
+
+    def publish(self, features: Iterable[_FeatureStats]) -> None:
+        for f in features:
+            self.live.labels(f.feature).set(f.n_live)
+            if f.kl is not None:
+                self.kl.labels(f.feature).set(f.kl)
+            if f.psi is not None:
+                self.psi.labels(f.feature).set(f.psi)
+            if f.ks_p_value is not None:
+                self.ks_p.labels(f.feature).set(f.ks_p_value)
+
+
+class _FeatureStats(Protocol):
+    """What ``DriftMetrics.publish`` reads of a feature's drift (monitor/drift.py FeatureDrift)."""
+
+    @property
+    def feature(self) -> str: ...
+    @property
+    def n_live(self) -> int: ...
+    @property
+    def kl(self) -> float | None: ...
+    @property
+    def psi(self) -> float | None: ...
+    @property
+    def ks_p_value(self) -> float | None: ...
