@@ -9,10 +9,14 @@ from feedstack.cli import (
     bench_cmd,
     candidates_cmd,
     demo_cmd,
+    deploy_cmd,
     evaluate_cmd,
+    experiment_cmd,
     features_cmd,
     ingest_cmd,
     init_cmd,
+    lineage_cmd,
+    rollout_cmd,
     serve_cmd,
     serve_inproc_cmd,
     train_cmd,
@@ -40,6 +44,12 @@ app.add_typer(worker_cmd.app, name="worker")
 app.add_typer(candidates_cmd.app, name="candidates")
 features_cmd.app.command("backfill")(worker_cmd.backfill)
 bench_cmd.app.command("serve-inproc")(serve_inproc_cmd.serve_inproc)
+app.command("deploy")(deploy_cmd.deploy)
+app.command("lineage")(lineage_cmd.lineage)
+app.add_typer(rollout_cmd.app, name="rollout")
+app.add_typer(experiment_cmd.app, name="experiment")
+bench_cmd.app.command("rollout")(rollout_cmd.bench_rollout)
+bench_cmd.app.command("abtest")(experiment_cmd.bench_abtest)
 
 
 @app.callback(invoke_without_command=True)

@@ -34,6 +34,7 @@ from feedstack.core.spec import Spec
 ALIASES = ("champion", "challenger")
 EXPERIMENT = "feedstack-models"
 TAG = "feedstack."  # prefix of our tags on runs and model versions
+_TAG_MAX_CHARS = 5000
 _METRIC_NAME = re.compile(r"[^A-Za-z0-9_\-. /]")
 
 
@@ -268,6 +269,7 @@ class MlflowRegistry:
         with _mlflow_errors(f"tagging version {v.number}"):
             for key, value in values.items():
                 text = value if isinstance(value, str) else json.dumps(value)
+                text = text[:_TAG_MAX_CHARS]  # MLflow caps tag values; the JSONL has the rest
                 self.client.set_model_version_tag(self.model_name, v.number, TAG + key, text)
 
     # --- reading ---------------------------------------------------------------------------
@@ -361,6 +363,14 @@ class MlflowRegistry:
             str(mv.run_id),
             aliases,
         )
+
+
+def model_folder(project: Path, version: str) -> Path:
+    """PROJECT/models/<version>, which must hold a saved model."""
+    folder = project / "models" / version
+    if "/" in version or version in ("", ".", "..") or not (folder / "model.json").is_file():
+        raise InputError(f"version: no saved model {version!r} under {project / 'models'}")
+    return folder
 
 
 def _redact(uri: str) -> str:

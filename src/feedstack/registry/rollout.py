@@ -21,6 +21,9 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from feedstack.core.errors import InputError
 from feedstack.core.spec import Spec
 from feedstack.registry.stats import RatioMoments, msprt
 
@@ -147,7 +150,7 @@ def decide(
         breaches.append(
             f"CTR lower: lift {math.exp(seq.log_ratio) - 1:+.3f}, always-valid interval"
             f" [{seq.lift_low:+.3f}, {seq.lift_high:+.3f}] at alpha {policy.ctr_alpha}"
-            f" (mSPRT LR {seq.likelihood_ratio:.1f} >= {seq.threshold:.0f})"
+            f" (mSPRT LR {seq.likelihood_ratio:.3g} >= {seq.threshold:.0f})"
         )
     if breaches:
         return Decision("rollback", 0.0, tuple(breaches), numbers)
@@ -172,6 +175,41 @@ def decide(
         (f"held {progress.share:.0%} for {progress.minutes:.0f} min with no breach",),
         numbers,
     )
+
+
+class _ArmDoc(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    requests: int = Field(ge=0)
+    errors: int = Field(0, ge=0)
+    fallbacks: int = Field(0, ge=0)
+    latency_p99_ms: float = Field(0.0, ge=0)
+    impressions: int = Field(0, ge=0)
+    clicks: int = Field(0, ge=0)
+
+
+class _ObservedDoc(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    canary: _ArmDoc
+    control: _ArmDoc
+
+
+def observations_from_json(doc: Any, where: str) -> tuple[ArmObservation, ArmObservation]:
+    """(canary, control) from ``{"canary": {...}, "control": {...}}``, cumulative counters as a
+    scrape of the serving metrics gives them (requests, errors, fallbacks, latency_p99_ms,
+    impressions, clicks). From counters alone, CTR's variance is taken as Poisson."""
+    try:
+        parsed = _ObservedDoc.model_validate(doc)
+    except ValidationError as err:
+        first = err.errors()[0]
+        key = ".".join(str(p) for p in first["loc"])
+        raise InputError(f"{where}: key '{key}' = {first.get('input')!r}: {first['msg']}") from None
+    out = []
+    for a in (parsed.canary, parsed.control):
+        ctr = RatioMoments.from_totals(a.requests, a.clicks, a.impressions)
+        out.append(ArmObservation(a.requests, a.errors, a.fallbacks, a.latency_p99_ms, ctr))
+    return out[0], out[1]
 
 
 def _arm(a: ArmObservation) -> dict[str, Any]:

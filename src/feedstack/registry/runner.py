@@ -49,11 +49,10 @@ class RolloutRunner:
         self.on_decision = on_decision
 
     # --- commands ------------------------------------------------------------------------------
-    def deploy(
+    def plan_deploy(
         self, challenger: str, share: float, now: datetime, champion: str | None = None
     ) -> RolloutState:
-        """Start a canary: ``share`` (0..1) of users, chosen by a salt tied to the challenger,
-        see the challenger."""
+        """The state a deploy would write, checked; nothing is written."""
         current = load_rollout(self.project)
         champion = champion or (current.champion if current else None)
         if champion is None:
@@ -69,9 +68,16 @@ class RolloutRunner:
             raise InputError(f"challenger: {challenger!r} is already the champion")
         if not 0.0 < share < 1.0:
             raise InputError(f"canary share: must be in (0, 100) %, got {share * 100:g} %")
-        state = RolloutState(
+        return RolloutState(
             champion, challenger, share, salt=f"canary:{challenger}", updated_at=now.isoformat()
         )
+
+    def deploy(
+        self, challenger: str, share: float, now: datetime, champion: str | None = None
+    ) -> RolloutState:
+        """Start a canary: ``share`` (0..1) of users, chosen by a salt tied to the challenger
+        (the same users stay in it as it grows), see the challenger."""
+        state = self.plan_deploy(challenger, share, now, champion)
         self._apply(
             state,
             now,
