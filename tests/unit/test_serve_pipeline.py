@@ -346,3 +346,26 @@ def test_lists_built_for_other_features_fall_back_not_fail(parts: Parts) -> None
 def _empty() -> tuple[Any, ...]:
     z = np.zeros(0, np.float32)
     return ("v", 0.0, [], z, np.zeros(0, np.uint8), ("s",), np.zeros((0, 0), np.float32), ())
+
+
+def test_build_service_serves_a_simulated_log_as_of_its_own_time(parts: Parts) -> None:
+    """serve.clock: log: the world's events are in the past; with the wall clock every article
+    would be too old. build_service wires the project's own backends (Feast's online store was
+    never applied here: the user's list is ranked without user features, and says so)."""
+    import yaml
+
+    from feedstack.serve.service import build_service
+
+    path = parts.project / "feedstack.yaml"
+    doc = yaml.safe_load(path.read_text())
+    doc.setdefault("serve", {})["clock"] = "log"
+    path.write_text(yaml.safe_dump(doc))
+    svc = build_service(parts.project, background=False)
+    try:
+        assert svc.ready() == (True, "")
+        user = next(u for u in parts.log.user_ids if svc.candidates.get(u) is not None)
+        feed = svc.feed(user, 5)
+        assert len(feed.items) == 5 and feed.model_version.startswith("news-")
+        assert feed.fallback == "user_features_down"
+    finally:
+        svc.close()

@@ -8,7 +8,7 @@ Unknown keys are rejected; every error names the dotted key and the offending va
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -151,6 +151,10 @@ class Serve(_Section):
     )
     fallback_pool: int = Field(200, ge=1, description="articles kept per fallback list")
     impression_flush_s: float = Field(0.2, gt=0, description="impression batcher max delay")
+    # "system": now is the wall clock. "log": now is the newest event time the server has read,
+    # for a replayed or simulated log whose events are not happening now (the demo's world):
+    # with the wall clock every article of such a log would be too old to serve.
+    clock: Literal["system", "log"] = "system"
 
     @model_validator(mode="after")
     def _known_stages(self) -> Serve:

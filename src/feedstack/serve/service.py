@@ -13,6 +13,7 @@ from feedstack.features.feast_store import FeastFeatureStore
 from feedstack.features.item_cache import ItemFeatureCache
 from feedstack.ingest.pipeline import Ingestor
 from feedstack.monitor.metrics import ServingMetrics
+from feedstack.serve.clock import LogClock
 from feedstack.serve.models import ServingModels, load_models
 from feedstack.serve.pipeline import FeedPipeline
 from feedstack.storage.candidate_cache import open_candidate_cache
@@ -32,8 +33,9 @@ def build_service(
     newest), candidate cache, online store, in-memory item features (replayed from the event
     log, then followed by a background thread when ``background``) and ingest pipeline.
 
-    Without a trained model it still answers, from the fallback lists, and reports not ready
-    (``require_model`` makes that a ConfigError instead). Close it with ``close()``."""
+    ``clock`` (tests) overrides the spec's ``serve.clock``. Without a trained model it still
+    answers, from the fallback lists, and reports not ready (``require_model`` makes that a
+    ConfigError instead). Close it with ``close()``."""
     spec = spec or load_spec(project)
     budgets = spec.serve.budgets_ms(spec.latency)
     models: ServingModels | None
@@ -49,15 +51,21 @@ def build_service(
         spec.backends.candidate_cache, project, timeout_s=budgets["candidates"] / 1000.0
     )
     items = ItemFeatureCache.open(open_event_log(spec.backends.event_log, project))
+    if clock is None and spec.serve.clock == "log":
+        feed_clock: Clock | None = LogClock(items)
+    else:
+        feed_clock = clock
     return FeedPipeline(
         spec,
         models,
         cache,
         store,
         items,
+        # The API's events are checked against the wall clock (or the one given), even when
+        # feeds are served as of the log's time.
         ingestor=Ingestor.from_spec(spec, project, clock),
         metrics=metrics,
-        clock=clock,
+        clock=feed_clock,
         background=background,
         # One SQLite connection is shared by the store: reads take turns (~0.1 ms each).
         serialize_user_reads=repo.online_kind == "sqlite",
