@@ -16,6 +16,8 @@ from feedstack.cli import (
     ingest_cmd,
     init_cmd,
     lineage_cmd,
+    plan_cmd,
+    report_cmd,
     rollout_cmd,
     serve_cmd,
     serve_inproc_cmd,
@@ -50,6 +52,8 @@ app.add_typer(rollout_cmd.app, name="rollout")
 app.add_typer(experiment_cmd.app, name="experiment")
 bench_cmd.app.command("rollout")(rollout_cmd.bench_rollout)
 bench_cmd.app.command("abtest")(experiment_cmd.bench_abtest)
+app.command("plan")(plan_cmd.plan)
+app.command("report")(report_cmd.report)
 
 
 @app.callback(invoke_without_command=True)

@@ -1,0 +1,253 @@
+"""What ``measurements/`` holds, read once: the latest record of each kind and the plan inputs.
+
+Each measured plan input names its record file, the command that wrote it and when. A record
+missing (or without the field) leaves the input to the planner's assumption, and the report
+says which command would measure it (``HOW_TO_MEASURE``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from feedstack.bench import measurements
+from feedstack.core.spec import Spec
+from feedstack.plan.inputs import PlanInputs
+from feedstack.plan.quantity import Quantity
+
+KINDS = (
+    "serve",
+    "candidates",
+    "train",
+    "evaluate",
+    "bench-gowalla",
+    "bench-ingest",
+    "bench-worker",
+    "bench-world",
+    "bench-features",
+    "drift",
+    "bench-abtest",
+    "bench-rollout",
+    "live",
+    "bench-request-path",
+)
+
+HOW_TO_MEASURE = {
+    "serve": "feedstack bench serve --json",
+    "candidates": "feedstack candidates build --json",
+    "train": "feedstack train --world WORLD --json",
+    "evaluate": "feedstack evaluate --json",
+    "bench-gowalla": "feedstack bench gowalla --json",
+    "bench-ingest": "feedstack bench ingest --json",
+    "bench-worker": "feedstack bench worker --json",
+    "bench-world": "feedstack bench world --json",
+    "bench-features": "feedstack bench all",
+    "bench-freshness": "feedstack bench freshness --json",
+    "drift": "feedstack demo (drift stage)",
+    "bench-abtest": "feedstack bench abtest --json",
+    "bench-rollout": "feedstack bench rollout --json",
+    "live": "feedstack demo (live traffic stage)",
+    "bench-request-path": "feedstack bench serve-inproc --json",
+    # No benchmark records these yet: they stay the spec's assumption until one does.
+    "spec": "no benchmark yet; set it in feedstack.yaml",
+}
+
+# Which record measures each plan input (for "not measured yet (run: ...)").
+INPUT_KIND = {
+    "rps_per_core_at_slo": "serve",
+    "floor_rps_per_core": "serve",
+    "bytes_per_candidate": "candidates",
+    "feature_bytes_per_user": "spec",
+    "feature_bytes_per_article": "spec",
+    "train_s_per_million_events": "train",
+    "candidate_build_ms_per_user": "candidates",
+    "ingest_events_per_s_per_core": "bench-ingest",
+    "worker_events_per_s_per_core": "bench-worker",
+    "stored_bytes_per_event": "bench-world",
+    "events_per_request": "spec",
+    "rank_ms_per_request": "train",
+    "live_articles": "spec",
+    "feature_lag_p99_s": "bench-freshness",
+}
+
+
+@dataclass
+class Measurements:
+    folder: Path
+    records: dict[str, dict[str, Any]] = field(default_factory=dict)
+    paths: dict[str, Path] = field(default_factory=dict)
+    freshness: list[dict[str, Any]] = field(default_factory=list)
+    serve_runs: list[dict[str, Any]] = field(default_factory=list)
+
+    @classmethod
+    def read(cls, folder: Path) -> Measurements:
+        out = cls(folder)
+        for kind in KINDS:
+            rec = measurements.latest(folder, kind)
+            if rec is not None:
+                out.records[kind] = rec
+                out.paths[kind] = sorted(folder.glob(f"{kind}-*.json"))[-1]
+        out.freshness = measurements.latest_by(folder, "bench-freshness", "backend")
+        # Every serve run, newest per (protocol, target, rate): the planner takes the highest
+        # throughput that met the latency objective.
+        runs: dict[tuple[str, str, str], dict[str, Any]] = {}
+        for path in sorted(folder.glob("serve-*.json")):
+            rec = orjson.loads(path.read_bytes())
+            r = rec.get("result", {})
+            key = (str(r.get("protocol")), str(r.get("target")), str(r.get("rate")))
+            runs[key] = {**rec, "_path": path.name}
+        out.serve_runs = list(runs.values())
+        return out
+
+    def get(self, kind: str) -> dict[str, Any] | None:
+        return self.records.get(kind)
+
+    def cite(self, kind: str, what: str, value: float, unit: str) -> Quantity:
+        rec = self.records[kind]
+        return Quantity.measured(
+            value, unit, f"{self.paths[kind].name} ({what})", rec["command"], rec["measured_at"]
+        )
+
+
+def resolve(spec: Spec, folder: Path) -> tuple[Measurements, PlanInputs]:
+    """The measurements in ``folder`` and the plan inputs they give (the rest assumed)."""
+    m = Measurements.read(folder)
+    return m, PlanInputs.resolve(spec, plan_inputs(m, spec))
+
+
+def _num(d: Any, *path: str) -> float | None:
+    for key in path:
+        if not isinstance(d, dict) or key not in d:
+            return None
+        d = d[key]
+    if isinstance(d, bool) or not isinstance(d, int | float):
+        return None
+    return float(d)
+
+
+def serve_cores(result: dict[str, Any]) -> tuple[float, str]:
+    """Cores the server used in a run: CPU time over wall time when the record has them, else
+    the server's process count (one Python process is held to one core by the GIL)."""
+    cpu, wall = _num(result, "server_cpu_s"), _num(result, "elapsed_s")
+    if cpu and wall:
+        return cpu / wall, "server_cpu_s / elapsed_s"
+    cores = _num(result, "server_cores") or _num(result, "workers") or 1.0
+    return cores, f"{cores:g} server process(es), one core each"
+
+
+def plan_inputs(m: Measurements, spec: Spec) -> dict[str, Quantity]:
+    """Every plan input the measurements provide, with its source."""
+    out: dict[str, Quantity] = {}
+    slo = spec.latency.p95_ms
+    ok = [
+        rec
+        for rec in m.serve_runs
+        if _num(rec["result"], "rps") and (_num(rec["result"], "p95_ms") or 1e18) <= slo
+        and not _num(rec["result"], "errors") and rec["result"].get("target", "feed") == "feed"
+    ]  # fmt: skip
+    if ok:
+        best = max(ok, key=lambda r: float(r["result"]["rps"]))
+        cores, how = serve_cores(best["result"])
+        out["rps_per_core_at_slo"] = Quantity.measured(
+            float(best["result"]["rps"]) / cores,
+            "requests/s/core",
+            f"{best['_path']} (rps / cores, p95 {best['result']['p95_ms']} ms <= {slo:g}; "
+            f"cores = {how})",
+            best["command"],
+            best["measured_at"],
+        )
+    floors = [r for r in m.serve_runs if _num(r["result"], "floor_rps")]
+    if floors:
+        best = max(floors, key=lambda r: float(r["result"]["floor_rps"]))
+        cores, how = serve_cores(best["result"])
+        out["floor_rps_per_core"] = Quantity.measured(
+            float(best["result"]["floor_rps"]) / cores,
+            "requests/s/core",
+            f"{best['_path']} (floor_rps / cores; cores = {how})",
+            best["command"],
+            best["measured_at"],
+        )
+    for kind, name, unit, fn, what in _FROM_RECORDS:
+        _take(out, m, kind, name, unit, fn, what)
+    lag = _freshness(m)
+    if lag is not None:
+        rec, p99_ms = lag
+        out["feature_lag_p99_s"] = Quantity.measured(
+            p99_ms / 1000.0,
+            "s",
+            f"bench-freshness ({rec['result'].get('backend')}: lag_p99_ms / 1000)",
+            rec["command"],
+            rec["measured_at"],
+        )
+    return out
+
+
+def _freshness(m: Measurements) -> tuple[dict[str, Any], float] | None:
+    """The production backend's lag (redis) when measured, else the embedded one's."""
+    by = {str(r["result"].get("backend")): r for r in m.freshness}
+    for backend in ("redis", "sqlite"):
+        rec = by.get(backend)
+        if rec is not None and (p99 := _num(rec["result"], "lag_p99_ms")) is not None:
+            return rec, p99
+    return None
+
+
+def _take(
+    out: dict[str, Quantity],
+    m: Measurements,
+    kind: str,
+    name: str,
+    unit: str,
+    fn: Callable[[dict[str, Any]], float | None],
+    what: str,
+) -> None:
+    rec = m.get(kind)
+    if rec is None:
+        return
+    value = fn(rec["result"])
+    if value is not None and value > 0:
+        out[name] = m.cite(kind, what, value, unit)
+
+
+def _ratio(a: float | None, b: float | None, scale: float = 1.0) -> float | None:
+    return a / b * scale if a is not None and b else None
+
+
+def _sum(a: float | None, b: float | None) -> float | None:
+    return a + b if a is not None and b is not None else None
+
+
+def _selected_p50(r: dict[str, Any]) -> float | None:
+    for row in r.get("selection", []):
+        if row.get("model") == r.get("selected"):
+            return _num(row, "p50_ms")
+    return None
+
+
+Extract = Callable[[dict[str, Any]], "float | None"]
+
+# (record kind, plan input, unit, value from the record's result, how it is computed)
+_FROM_RECORDS: list[tuple[str, str, str, Extract, str]] = [
+    ("candidates", "bytes_per_candidate", "bytes",
+     lambda r: _ratio(_num(r, "bytes_per_user"), _num(r, "candidates_per_user")),
+     "bytes_per_user / candidates_per_user"),
+    ("candidates", "candidate_build_ms_per_user", "core-ms/user",
+     lambda r: _ratio(_num(r, "seconds"), _num(r, "users"), 1000.0),
+     "seconds / users x 1000, one process"),
+    ("train", "train_s_per_million_events", "core-s/1M events",
+     lambda r: _ratio(_num(r, "seconds", "total"),
+                      _sum(_num(r, "data", "impressions"), _num(r, "data", "clicks")), 1e6),
+     "seconds.total / (impressions + clicks) x 1e6"),
+    ("train", "rank_ms_per_request", "core-ms/request", lambda r: _selected_p50(r),
+     "selected ranker's p50_ms in the selection table"),
+    ("bench-ingest", "ingest_events_per_s_per_core", "events/s/core",
+     lambda r: _num(r, "embedded", "events_per_s"), "embedded.events_per_s, one core"),
+    ("bench-worker", "worker_events_per_s_per_core", "events/s/core",
+     lambda r: _num(r, "worker", "events_per_s"), "worker.events_per_s, one core"),
+    ("bench-world", "stored_bytes_per_event", "bytes",
+     lambda r: _num(r, "bytes_per_event"), "bytes_per_event of the JSONL log as received"),
+]  # fmt: skip

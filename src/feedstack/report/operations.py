@@ -1,0 +1,209 @@
+"""Sections 5-8 of the design report: Serve, Scale, Monitor, Cost."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from feedstack.plan.check import check_serving_cores
+from feedstack.plan.quantity import Quantity
+from feedstack.report import plots
+from feedstack.report.context import Context
+from feedstack.report.measured import HOW_TO_MEASURE, INPUT_KIND
+from feedstack.report.product import latency_answer
+from feedstack.report.section import Section, Table
+
+
+def serve(ctx: Context) -> Section:
+    s = Section("serve", "Serve")
+    budgets = ctx.spec.serve.budgets_ms(ctx.spec.latency)
+    for stage, ms in budgets.items():
+        s.add(
+            f"stage_budget_ms.{stage}",
+            Quantity.derived(ms, "ms", f"latency.p95_ms x serve.stage_shares.{stage}", {}),
+        )
+    runs = sorted(ctx.m.serve_runs, key=lambda r: str(r["measured_at"]))
+    columns = ["record", "protocol", "rate", "rps", "p50_ms", "p95_ms", "p99_ms", "errors",
+               "floor_rps"]  # fmt: skip
+    rows = [[r["_path"], *(r["result"].get(c, "") for c in columns[1:])] for r in runs]
+    if rows:
+        s.tables.append(Table("feedstack bench serve runs (measured)", columns, rows))
+    cdfs: dict[str, dict[float, float]] = {}
+    for r in runs[-4:]:
+        res = r["result"]
+        pct = {q: res[f"p{int(q * 100)}_ms"] for q in (0.5, 0.95, 0.99)
+               if isinstance(res.get(f"p{int(q * 100)}_ms"), int | float)}  # fmt: skip
+        feed = res.get("feed") or {}
+        if isinstance(feed.get("max_ms"), int | float):
+            pct[1.0] = feed["max_ms"]
+        if pct:
+            cdfs[f"{res.get('protocol')} rate={res.get('rate')}"] = pct
+    live = ctx.m.get("live")
+    if live is not None:
+        res = live["result"]
+        pct = {q: res[k] for q, k in ((0.5, "p50_ms"), (0.95, "p95_ms"), (0.99, "p99_ms"))
+               if isinstance(res.get(k), int | float)}  # fmt: skip
+        if pct:
+            cdfs["live (demo)"] = pct
+    if cdfs:
+        name = plots.latency_cdf(ctx.out, cdfs, ctx.spec.latency.p95_ms)
+        s.plots.append((name, "Latency CDF from the recorded percentiles"))
+    p95, _ = latency_answer(ctx)
+    if p95 is not None:
+        s.add("p95_ms", p95)
+    else:
+        s.need(HOW_TO_MEASURE["serve"])
+    path = ctx.m.get("bench-request-path")
+    if path is not None:
+        for stage, ms in (path["result"].get("stage_p50_ms") or {}).items():
+            if isinstance(ms, int | float):
+                s.add(f"stage_p50_ms.{stage}", ctx.m.cite("bench-request-path",
+                      f"stage_p50_ms.{stage}", float(ms), "ms"))  # fmt: skip
+    s.add("rps_per_core_at_slo", ctx.inputs.rps_per_core_at_slo)
+    return s
+
+
+def scale(ctx: Context) -> Section:
+    s = Section("scale", "Scale")
+    plan = ctx.plan
+    for name in ("average_qps", "peak_qps", "serving_cores_busy", "serving_cores",
+                 "replicas_per_zone", "serving_cores_provisioned", "candidate_bytes_per_user",
+                 "redis_candidates_gb", "redis_features_gb", "redis_gb", "events_per_day",
+                 "storage_gb", "batch_core_h_per_month", "stream_cores"):  # fmt: skip
+        s.add_json(name, plan["quantities"][name])
+    rows = []
+    for name, q in ctx.inputs.as_dict().items():
+        run = "" if q.label == "measured" else HOW_TO_MEASURE.get(INPUT_KIND[name], "")
+        rows.append([name, q.to_json()["value"], q.unit, q.label, q.source, run])
+    s.tables.append(
+        Table("Planner inputs", ["input", "value", "unit", "label", "source", "to measure"], rows)
+    )
+    for name, q in ctx.inputs.as_dict().items():
+        if q.label == "measured":
+            continue
+        if INPUT_KIND[name] == "spec":
+            s.missing.append(f"{name}: no benchmark records it yet; spec cost.fallback.{name}")
+        else:
+            s.need(HOW_TO_MEASURE[INPUT_KIND[name]], f"{name} (cost.fallback.{name} assumed)")
+    auto = plan["autoscale"]
+    s.extra["autoscale"] = auto
+    s.findings.append(
+        f"Autoscaling ({auto['policy']['add_nodes_pct']:g} % nodes per "
+        f"{auto['policy']['per_traffic_surge_pct']:g} % surge) over a day peaking at "
+        f"{ctx.spec.traffic.peak_to_average:g}x the mean: fleet {auto['base_cores']:g} -> "
+        f"{auto['peak_cores']:g} cores, mean utilization {auto['utilization_mean']:.0%} "
+        f"(min {auto['utilization_min']:.0%}); {auto['core_h_per_day']:,.0f} core-h/day vs "
+        f"{auto['proportional_core_h_per_day']:,.0f} if cores followed traffic exactly and "
+        f"{auto['static_peak_core_h_per_day']:,.0f} if sized for the peak all day."
+    )
+    x2 = plan["traffic_x2"]
+    s.extra["traffic_x2"] = x2
+    s.findings.append(
+        f"At 2x traffic ({x2['daily_active_users']:,} DAU): {x2['serving_cores']} serving cores, "
+        f"{x2['redis_gb']:,.0f} GB Redis, ${x2['monthly_cost_usd']:,.0f}/month "
+        f"({x2['cost_ratio']:.2f}x): cost grows linearly with users, because the largest lines "
+        "(per-user cache, per-request cores) do."
+    )
+    pattern_cols = ["pattern", "monthly_cost_usd", "ranking_freshness_s", "feature_freshness_s",
+                    "meets_freshness", "how"]  # fmt: skip
+    s.tables.append(
+        Table("Serving patterns (derived)", pattern_cols,
+              [[p[c] for c in pattern_cols] for p in plan["patterns"]])
+    )  # fmt: skip
+    s.plots.append(
+        (plots.autoscaled_day(ctx.out, auto["hourly_traffic"], auto["hourly_cores"]),
+         "Daily traffic curve and the autoscaled fleet")
+    )  # fmt: skip
+    return s
+
+
+def _scalars(d: dict[str, Any], prefix: str = "", limit: int = 16) -> list[tuple[str, float]]:
+    out: list[tuple[str, float]] = []
+    for k, v in d.items():
+        if len(out) >= limit:
+            break
+        if isinstance(v, dict):
+            out.extend(_scalars(v, f"{prefix}{k}.", limit - len(out)))
+        elif isinstance(v, int | float) and not isinstance(v, bool):
+            out.append((f"{prefix}{k}", float(v)))
+    return out
+
+
+def monitor(ctx: Context) -> Section:
+    s = Section("monitor", "Monitor")
+    for key, unit in (("latency.p99_alert_ms", "ms"), ("latency.availability", "fraction"),
+                      ("drift.psi_alert", "psi"), ("drift.kl_alert", "nats"),
+                      ("monitor.ctr_drop_alert", "fraction"),
+                      ("registry.max_error_rate", "fraction")):  # fmt: skip
+        s.add(key, ctx.spec_q(key, unit))
+    for kind in ("drift", "bench-rollout", "bench-abtest"):
+        rec = ctx.m.get(kind)
+        if rec is None:
+            s.need(HOW_TO_MEASURE[kind])
+            continue
+        for path, value in _scalars(rec["result"]):
+            s.add(f"{kind}.{path}", ctx.m.cite(kind, path, value, ""))
+    check = cores_check(ctx)
+    if check is not None:
+        s.extra["cores_check"] = check
+        s.findings.append(
+            f"Planner check: predicted {check['predicted_cores']:g} serving cores for the live "
+            f"load of {check['offered_rps']:g} requests/s, measured {check['measured_cores']:g} "
+            f"(ratio {check['ratio']:.2f}, {'within' if check['within_tolerance'] else 'outside'}"
+            " 25 %)."
+        )
+    else:
+        s.need(HOW_TO_MEASURE["live"], "planner check (kind live: rps, server_cpu_s, elapsed_s)")
+    return s
+
+
+def cores_check(ctx: Context) -> dict[str, Any] | None:
+    """The planner's serving cores for the live run's load vs the cores it used."""
+    rec = ctx.m.get("live")
+    if rec is None:
+        return None
+    r = rec["result"]
+    rps, cpu, wall = r.get("rps"), r.get("server_cpu_s"), r.get("elapsed_s")
+    if not all(isinstance(v, int | float) and v > 0 for v in (rps, cpu, wall)):
+        return None
+    per_core = ctx.inputs.rps_per_core_at_slo
+    got = check_serving_cores(float(rps), per_core.value, float(cpu), float(wall))
+    return {**got.to_json(), "rps_per_core_source": per_core.to_json(),
+            "measured_source": f"{ctx.m.paths['live'].name}: `{rec['command']}`"}  # fmt: skip
+
+
+def cost(ctx: Context) -> Section:
+    s = Section("cost", "Cost")
+    plan = ctx.plan
+    for name in ("cost_serving", "cost_stream", "cost_batch", "cost_redis_candidates",
+                 "cost_redis_features", "cost_storage", "monthly_cost"):  # fmt: skip
+        s.add_json(name, plan["quantities"][name])
+    s.add("budget", ctx.spec_q("budget.compute_usd_per_month", "$/month"))
+    s.extra.update({k: plan[k] for k in ("monthly_cost_usd", "budget_usd", "within_budget",
+                                         "bottleneck", "fits_after_cuts")})  # fmt: skip
+    s.tables.append(
+        Table("Cuts (each alone, derived)", ["cut", "saves_usd", "what"],
+              [[c["cut"], c["saves_usd"], c["what"]] for c in plan["cuts"]])
+    )  # fmt: skip
+    if plan["plan_to_fit"]:
+        s.tables.append(
+            Table("Cuts applied until within budget (marginal savings)",
+                  ["cut", "saves_usd", "monthly_cost_usd"],
+                  [[c["cut"], c["saves_usd"], c["monthly_cost_usd"]] for c in plan["plan_to_fit"]])
+        )  # fmt: skip
+    s.tables.append(
+        Table("Price table (assumed)", ["entry", "value", "unit", "source"],
+              [[p["entry"], p["value"], p["unit"], p["source"]] for p in plan["prices"]])
+    )  # fmt: skip
+    verdict = "within" if plan["within_budget"] else "over"
+    s.findings.append(
+        f"${plan['monthly_cost_usd']:,.0f} a month, {verdict} the "
+        f"${plan['budget_usd']:,.0f} budget; the largest line is {plan['bottleneck']}."
+    )
+    if not plan["within_budget"]:
+        names = ", ".join(c["cut"] for c in plan["plan_to_fit"])
+        s.findings.append(f"{'Fits' if plan['fits_after_cuts'] else 'Still over'} after: {names}.")
+    s.plots.append(
+        (plots.cost_breakdown(ctx.out, plan["cost_lines_usd"], plan["budget_usd"]),
+         "Monthly cost per line against the budget")
+    )  # fmt: skip
+    return s
