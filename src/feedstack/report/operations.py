@@ -109,6 +109,15 @@ def scale(ctx: Context) -> Section:
         Table("Serving patterns (derived)", pattern_cols,
               [[p[c] for c in pattern_cols] for p in plan["patterns"]])
     )  # fmt: skip
+    fresh = [p for p in plan["patterns"] if p["meets_freshness"]]
+    if fresh:
+        best = min(fresh, key=lambda p: p["monthly_cost_usd"])
+        ours = next(p for p in plan["patterns"] if p["pattern"] == "hybrid")
+        s.findings.append(
+            f"Of the patterns that meet the freshness objective, {best['pattern']} is the "
+            f"cheapest (${best['monthly_cost_usd']:,.0f}/month; the hybrid we run: "
+            f"${ours['monthly_cost_usd']:,.0f}). Batch-offline is a batch period stale."
+        )
     s.plots.append(
         (plots.autoscaled_day(ctx.out, auto["hourly_traffic"], auto["hourly_cores"]),
          "Daily traffic curve and the autoscaled fleet")

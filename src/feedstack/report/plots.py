@@ -38,10 +38,8 @@ def latency_cdf(
     """Latency CDF per run from its percentiles ({quantile: ms}: p50, p95, p99, max)."""
     fig, ax = _figure(6.4, 3.6)
     for label, pct in runs.items():
-        points = sorted((float(v), q) for q, v in pct.items())
-        xs = [p[0] for p in points]
-        ys = [p[1] for p in points]
-        ax.step(xs, ys, where="post", marker="o", label=label)
+        qs = sorted(pct)
+        ax.plot([pct[q] for q in qs], qs, marker="o", label=label)
     ax.axvline(slo_ms, color="red", linestyle="--", label=f"p95 objective {slo_ms:g} ms")
     ax.axhline(0.95, color="grey", linewidth=0.5)
     ax.set_xscale("log")
@@ -131,5 +129,5 @@ def autoscaled_day(
     ax2.step(hours, cores, where="mid", color="tab:orange", label="fleet cores")
     ax2.set_ylabel("cores")
     ax.set_title("One day against the autoscaling policy")
-    fig.legend(fontsize=7, loc="upper left")
+    fig.legend(fontsize=7, loc="upper left", bbox_to_anchor=(0.12, 0.85))
     return _save(fig, out, name)
