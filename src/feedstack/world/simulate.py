@@ -32,17 +32,25 @@ from feedstack.world.batch import (
     PROFILE,
     EventBatch,
 )
+from feedstack.world.clickmodel import ClickModel
 from feedstack.world.newsworld import NewsWorld
 from feedstack.world.policy import LoggingPolicy
 from feedstack.world.population import DriftState
+from feedstack.world.shift import Shift
 from feedstack.world.timeline import US_PER_DAY, US_PER_H, to_us
 
 _SIMULATION_STREAM = 4
 
 
 class Simulation:
-    def __init__(self, world: NewsWorld) -> None:
+    def __init__(self, world: NewsWorld, shift: Shift | None = None) -> None:
+        """``shift``: an incident injected from its time on (world/shift.py); None plays the
+        world as its config says."""
         self.world = world
+        self.shift = shift
+        self._shifted_clicks = (
+            None if shift is None else ClickModel(shift.shifted_config(world.config), world.catalog)
+        )
         cfg = world.config
         self.start_us = to_us(cfg.start)
         self.end_us = self.start_us + int(cfg.days * US_PER_DAY)
@@ -110,8 +118,12 @@ class Simulation:
         served = slates[:, 0] >= 0
         users, times, region, slates = users[served], times[served], region[served], slates[served]
         shown = slates >= 0
-        rel = w.click_model.relevance(drift.interests(users), region, slates, times)
-        fb = w.click_model.sample(rel, shown, rng)
+        interests, clicks = drift.interests(users), w.click_model
+        if self.shift is not None and self._shifted_clicks is not None and t0 >= self.shift.at_us:
+            interests = self.shift.interests(interests, w.config)
+            clicks = self._shifted_clicks
+        rel = clicks.relevance(interests, region, slates, times)
+        fb = clicks.sample(rel, shown, rng)
         policy.record(slates[fb.click])
         request = self.requests + np.arange(users.shape[0], dtype=np.int64)
         self.requests += users.shape[0]
