@@ -15,7 +15,9 @@ the thread hand-off cost more than it bought (docs in ``FEED_INLINE``, measured 
 
 from __future__ import annotations
 
+import asyncio
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import orjson
@@ -36,7 +38,7 @@ JSON = "application/json"
 NDJSON_TYPES = ("application/x-ndjson", "application/jsonl", "application/ndjson")
 _PING = b'{"ok":true}'
 # True: GET /v1/feed runs the service on the event loop; False: in Starlette's thread pool.
-FEED_INLINE = True
+FEED_THREADS = 0
 
 
 class FeedItemOut(BaseModel):
@@ -130,11 +132,12 @@ def create_app(
     service: FeedService,
     guard: Guard,
     metrics: ServingMetrics | None = None,
-    feed_inline: bool = FEED_INLINE,
+    feed_threads: int = FEED_THREADS,
 ) -> FastAPI:
     """The FastAPI app over ``service``; ``guard`` holds keys and limits, ``metrics`` may be off."""
     m = metrics if metrics is not None else ServingMetrics(enabled=False)
     api = guard.api
+    pool = ThreadPoolExecutor(feed_threads, "feed") if feed_threads > 0 else None
     app = FastAPI(
         title="feedstack",
         version="1",
@@ -170,10 +173,11 @@ def create_app(
             guard.admit(guard.authenticate(key) if key else None)
             kk = guard.feed_k(k)
             rid = request.headers.get("x-request-id")
-            if feed_inline:
+            if pool is None:
                 feed = service.feed(user_id, kk, region, rid)
             else:
-                feed = await run_in_threadpool(service.feed, user_id, kk, region, rid)
+                loop = asyncio.get_running_loop()
+                feed = await loop.run_in_executor(pool, service.feed, user_id, kk, region, rid)
         except Exception as exc:
             return failed("feed", exc, began)
         resp = Response(feed_body(feed), 200, media_type=JSON)

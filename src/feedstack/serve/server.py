@@ -20,7 +20,7 @@ import uvicorn
 
 from feedstack.monitor.metrics import ServingMetrics
 from feedstack.serve.grpc_server import create_grpc_server, set_serving
-from feedstack.serve.http import FEED_INLINE, create_app
+from feedstack.serve.http import FEED_THREADS, create_app
 from feedstack.serve.security import Guard
 from feedstack.serve.types import FeedService
 
@@ -60,7 +60,7 @@ def run_server(
     http_port: int,
     grpc_port: int,
     on_ready: Callable[[Bound], None] = lambda bound: None,
-    feed_inline: bool = FEED_INLINE,
+    feed_threads: int = FEED_THREADS,
     grace_s: float = GRACE_S,
 ) -> Bound:
     """Serve until SIGTERM/SIGINT; returns the addresses it served on."""
@@ -70,7 +70,7 @@ def run_server(
         service, guard, metrics, f"{grpc_host}:{grpc_port}"
     )
     bound = Bound(host, sock.getsockname()[1], bound_grpc)
-    app = create_app(service, guard, metrics, feed_inline=feed_inline)
+    app = create_app(service, guard, metrics, feed_threads=feed_threads)
     config = uvicorn.Config(
         app,
         http="httptools",
