@@ -4,8 +4,11 @@ database, dropped afterwards. Without a server the PostgreSQL cases skip, except
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
+import shutil
+import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,6 +20,21 @@ from feedstack.registry.mlflow_registry import MlflowRegistry, artifact_uri, tra
 
 DATABASE_URL = os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
 WINDOWS = {"start": 1767225600.0, "label": 1767247200.0, "eval": 1767268800.0, "end": 1767290400.0}
+
+
+_TEMPLATE: list[Path] = []
+
+
+def fresh_sqlite_registry(project: Path, name: str = "mlruns.db") -> None:
+    """Put an empty, migrated MLflow SQLite database at ``project/name``: MLflow runs ~50 schema
+    migrations on a new database (seconds); tests copy one made once per session instead."""
+    if not _TEMPLATE:
+        folder = Path(tempfile.mkdtemp(prefix="fs-mlflow-template-"))
+        atexit.register(shutil.rmtree, folder, True)
+        MlflowRegistry(tracking_uri("sqlite://t.db", folder), folder.as_uri(), "t").versions()
+        _TEMPLATE.append(folder / "t.db")
+    project.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(_TEMPLATE[0], project / name)
 
 
 def model_folder(root: Path, version: str, ndcg: float = 0.12) -> Path:
@@ -65,6 +83,7 @@ def _postgres_db() -> Iterator[str]:
 def registry(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[MlflowRegistry]:
     art = artifact_uri("file://mlartifacts", tmp_path)
     if request.param == "sqlite":
+        fresh_sqlite_registry(tmp_path)
         yield MlflowRegistry(tracking_uri("sqlite://mlruns.db", tmp_path), art, "fs-test")
         return
     gen = _postgres_db()
