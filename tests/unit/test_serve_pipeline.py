@@ -369,3 +369,43 @@ def test_build_service_serves_a_simulated_log_as_of_its_own_time(parts: Parts) -
         assert feed.fallback == "user_features_down"
     finally:
         svc.close()
+
+
+def test_concurrent_feeds_ingest_and_refresh(parts: Parts) -> None:
+    """Transports call feed() and ingest() from many threads while the refresh thread follows
+    the log: no errors, every feed served."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    spec = load_spec(parts.project)
+    svc = FeedPipeline(
+        spec,
+        load_models(parts.project),
+        open_candidate_cache(spec.backends.candidate_cache, parts.project),
+        parts.users,
+        ItemFeatureCache.open(open_event_log(spec.backends.event_log, parts.project)),
+        ingestor=Ingestor.from_spec(spec, parts.project, parts.clock),
+        clock=parts.clock,
+        background=True,
+    )
+    users = parts.log.user_ids[:40]
+
+    def work(n: int) -> int:
+        served = 0
+        for j in range(25):
+            served += len(svc.feed(users[(n * 25 + j) % len(users)], 5).items) > 0
+            if j % 10 == 0:
+                click = {
+                    "type": "click",
+                    "event_id": f"cc-{n}-{j}",
+                    "event_time": parts.clock.now().isoformat(),
+                    "user_id": users[n],
+                    "article_id": parts.log.article_ids[j],
+                }
+                svc.ingest([orjson.dumps(click)])
+        return served
+
+    try:
+        with ThreadPoolExecutor(4) as pool:
+            assert sum(pool.map(work, range(4))) == 100
+    finally:
+        svc.close()
