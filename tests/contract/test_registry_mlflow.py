@@ -137,3 +137,15 @@ def test_unknown_versions_name_the_value(registry: MlflowRegistry, tmp_path: Pat
     with pytest.raises(InputError, match="not a saved model"):
         registry.register(tmp_path / "nowhere")
     assert registry.alias("champion") is None
+
+
+def test_register_trained_makes_the_first_model_champion(tmp_path: Path) -> None:
+    from feedstack.core.spec import Spec
+    from feedstack.registry.mlflow_registry import register_trained
+
+    fresh_sqlite_registry(tmp_path)
+    first = {"model_dir": str(model_folder(tmp_path, "news-a")), "windows": WINDOWS}
+    second = {"model_dir": str(model_folder(tmp_path, "news-b"))}
+    assert register_trained(tmp_path, first, Spec())["aliases"] == ["champion"]
+    out = register_trained(tmp_path, second, Spec())
+    assert (out["number"], out["aliases"]) == ("2", [])

@@ -365,6 +365,16 @@ class MlflowRegistry:
         )
 
 
+def register_trained(project: Path, result: Mapping[str, Any], spec: Spec) -> dict[str, Any]:
+    """Register what ``train_project`` returned (its ``model_dir`` and event ``windows``); the
+    first model of a project also becomes the champion. For ``feedstack train`` and the demo."""
+    reg = MlflowRegistry.from_spec(project, spec)
+    version = reg.register(Path(result["model_dir"]), windows=result.get("windows"))
+    if reg.alias("champion") is None:
+        version = reg.set_alias("champion", version.number)
+    return {**version.to_json(), "tracking_uri": _redact(reg.uri)}
+
+
 def model_folder(project: Path, version: str) -> Path:
     """PROJECT/models/<version>, which must hold a saved model."""
     folder = project / "models" / version
