@@ -11,7 +11,7 @@ from typing import Any
 
 from feedstack.core.errors import InputError
 from feedstack.core.spec import Spec
-from feedstack.plan.autoscale import simulate
+from feedstack.plan.autoscale import DaySimulation, simulate
 from feedstack.plan.capacity import Capacity, capacity
 from feedstack.plan.cost import budget_check
 from feedstack.plan.inputs import PlanInputs
@@ -27,7 +27,7 @@ def with_dau(spec: Spec, dau: int) -> Spec:
     return spec.model_copy(update={"traffic": traffic})
 
 
-def _core(spec: Spec, inputs: PlanInputs) -> tuple[Capacity, Any, dict[str, Any]]:
+def _core(spec: Spec, inputs: PlanInputs) -> tuple[Capacity, DaySimulation, dict[str, Any]]:
     prices = Prices.from_spec(spec.cost)
     cap = capacity(spec, inputs)
     day = simulate(
@@ -73,6 +73,7 @@ def plan(spec: Spec, inputs: PlanInputs) -> dict[str, Any]:
             "peak_qps": round(cap2.peak_qps.value, 1),
             "serving_cores": int(cap2.serving_cores.value),
             "redis_gb": round(cap2.redis_gb.value, 1),
+            "serving_core_h_per_day": round(day2.core_h_per_day, 1),
             "monthly_cost_usd": round(money2["total"].value, 2),
             "cost_ratio": round(money2["total"].value / total, 4) if total else 0.0,
             "within_budget": money2["within_budget"],
