@@ -16,6 +16,7 @@ from feedstack.cli import (
     ingest_cmd,
     init_cmd,
     lineage_cmd,
+    monitor_cmd,
     plan_cmd,
     report_cmd,
     rollout_cmd,
@@ -54,6 +55,7 @@ bench_cmd.app.command("rollout")(rollout_cmd.bench_rollout)
 bench_cmd.app.command("abtest")(experiment_cmd.bench_abtest)
 app.command("plan")(plan_cmd.plan)
 app.command("report")(report_cmd.report)
+app.add_typer(monitor_cmd.app, name="monitor")
 
 
 @app.callback(invoke_without_command=True)
