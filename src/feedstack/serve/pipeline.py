@@ -173,7 +173,7 @@ class FeedPipeline:
                     (self.spec.serve.candidates_per_user, len(model.ranker.feature_names))
                 )
                 model.ranker.predict(rows.astype(np.float32), num_threads=1)
-        self.items.features(self._snap.ids[: self.spec.serve.candidates_per_user], 0.0)
+        self.items.features(self._snap.ids[: self.spec.serve.candidates_per_user], self._snap.at_s)
 
     # ------------------------------------------------------------------ FeedService
     def ready(self) -> tuple[bool, str]:
