@@ -48,9 +48,11 @@ def test_better_canary_is_promoted(traffic: Traffic, tmp_path: Path) -> None:
     res = simulate_rollout(
         traffic, runner, CHAMPION, BETTER,
         champion_version="a", challenger_version="good", canary_share=0.10,
-        max_minutes=300, seed=0,
+        max_minutes=300, seed=0, truth_per_minute=300,
     )  # fmt: skip
     assert res["outcome"] == "promoted"
+    # The lift measured over the ramp-up (step by step) covers the world's true lift.
+    assert res["covers_true_lift"], (res["measured_ctr_lift"], res["true_ctr_lift"])
     assert [d["action"] for d in res["decisions"]] == ["step_up", "step_up", "promote"]
     assert res["measured_ctr_lift"]["estimate"] > 0.05
     state = (tmp_path / "registry" / "rollout.json").read_text()

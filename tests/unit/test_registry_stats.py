@@ -14,6 +14,7 @@ from feedstack.registry.stats import (
     ratio_metric_n,
     relative_lift,
     sample_ratio,
+    stratified,
     two_proportion_n,
 )
 
@@ -123,3 +124,19 @@ def test_sample_ratio_mismatch() -> None:
     assert not sample_ratio([250, 750], [0.25, 0.75], 0.001).mismatch
     with pytest.raises(InputError, match="shares"):
         sample_ratio([1, 2, 3], [0.5, 0.5], 0.001)
+
+
+def test_stratified_ratio_removes_ramp_up_confounding() -> None:
+    """Simpson's paradox in a ramp-up: CTR doubles from step 1 to step 2 for both arms, and the
+    treatment is mostly seen in step 2. Pooled, it looks 50 % better; by step, it is equal."""
+    c1, c2 = RatioMoments.from_totals(900, 900, 9_000), RatioMoments.from_totals(100, 200, 1_000)
+    t1, t2 = RatioMoments.from_totals(100, 100, 1_000), RatioMoments.from_totals(900, 1_800, 9_000)
+    pooled = relative_lift(c1 + c2, t1 + t2)
+    assert pooled.estimate == pytest.approx(1900 / 1100 - 1)  # +73 %: the ramp, not the model
+    control, treatment = stratified([c1, c2], [t1, t2])
+    assert control.ratio == pytest.approx(0.15) and treatment.ratio == pytest.approx(0.15)
+    assert relative_lift(control, treatment).estimate == pytest.approx(0.0)
+    w = 0.5  # each step holds half of all impressions
+    assert control.var_ratio == pytest.approx(w**2 * (c1.var_ratio + c2.var_ratio))
+    with pytest.raises(InputError, match="strata"):
+        stratified([c1], [t1, t2])

@@ -90,3 +90,25 @@ def test_numbers_drive_the_decision() -> None:
     low, high = n["ctr_lift_always_valid"]
     assert low < -1 / 3 < high < 0
     assert n["msprt_likelihood_ratio"] >= n["msprt_threshold"] == pytest.approx(20)
+
+
+def test_ctr_is_compared_step_by_step_when_steps_are_given() -> None:
+    """Pooled, a canary seen mostly in a later, higher-CTR step would look better (or worse);
+    by step the controller sees no difference and its numbers say so."""
+
+    def moments(requests: int, ctr: float) -> RatioMoments:
+        return RatioMoments.from_totals(requests, requests * 10 * ctr, requests * 10)
+
+    canary_steps = (moments(300, 0.10), moments(3_000, 0.20))
+    control_steps = (moments(3_000, 0.10), moments(300, 0.20))
+    pooled = ArmObservation(3_300, ctr=canary_steps[0] + canary_steps[1])
+    canary = ArmObservation(3_300, ctr=pooled.ctr, ctr_by_step=canary_steps)
+    control = ArmObservation(
+        3_300, ctr=control_steps[0] + control_steps[1], ctr_by_step=control_steps
+    )
+    d = decide(POLICY, DONE, canary, control)
+    assert d.numbers["ctr_lift"] == pytest.approx(0.0, abs=1e-9)
+    assert d.action == "step_up"
+    pooled_control = ArmObservation(3_300, ctr=control.ctr)
+    naive = decide(POLICY, DONE, pooled, pooled_control)
+    assert naive.numbers["ctr_lift"] > 0.5  # pooled: the ramp's timing, not the model

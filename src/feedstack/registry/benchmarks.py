@@ -58,10 +58,10 @@ def _rollout(
     share: float,
     seed: int,
     max_minutes: int,
-    folder: Path | None = None,
+    truth_per_minute: int = 0,
 ) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="fs-rollout-") as tmp:
-        runner = RolloutRunner(folder or Path(tmp), policy)
+        runner = RolloutRunner(Path(tmp), policy)
         return simulate_rollout(
             traffic,
             runner,
@@ -72,6 +72,7 @@ def _rollout(
             canary_share=share,
             max_minutes=max_minutes,
             seed=seed,
+            truth_per_minute=truth_per_minute,
         )
 
 
@@ -92,7 +93,10 @@ def run_rollout_bench(
     started = time.perf_counter()
     share = canary_pct / 100
     bad = [_rollout(traffic, policy, SHUFFLED, share, s, max_minutes) for s in range(bad_reps)]
-    good = [_rollout(traffic, policy, BETTER, share, s, max_minutes) for s in range(good_reps)]
+    good = [
+        _rollout(traffic, policy, BETTER, share, s, max_minutes, truth_per_minute=500)
+        for s in range(good_reps)
+    ]
     slow = _rollout(traffic, policy, SLOW, share, 0, max_minutes)
     bad_rolled = [r for r in bad if r["outcome"] == "rolled_back"]
     worst_minutes = max((r["minutes"] for r in bad_rolled), default=None)
@@ -123,6 +127,7 @@ def run_rollout_bench(
         "good_canary": {
             "repetitions": len(good),
             "promoted": sum(r["outcome"] == "promoted" for r in good),
+            "interval_covers_true_lift": sum(r["covers_true_lift"] for r in good),
             "runs": [_brief(r) for r in good],
         },
         "slow_canary": _brief(slow),
@@ -143,7 +148,10 @@ def _brief(r: dict[str, Any]) -> dict[str, Any]:
         "minutes": r["minutes"],
         "canary_requests": r["canary_requests"],
         "share_of_day_requests": round(r["canary_share_of_day_requests"], 6),
-        "measured_ctr_lift": round(r["measured_ctr_lift"]["estimate"], 4),
+        "measured_ctr_lift": {
+            k: round(r["measured_ctr_lift"][k], 4) for k in ("estimate", "low", "high")
+        },
+        "true_ctr_lift": r.get("true_ctr_lift"),
         "reasons": last.get("reasons", []),
     }
 

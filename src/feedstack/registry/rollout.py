@@ -25,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from feedstack.core.errors import InputError
 from feedstack.core.spec import Spec
-from feedstack.registry.stats import RatioMoments, msprt
+from feedstack.registry.stats import Ratio, RatioMoments, msprt, stratified
 
 Action = Literal["hold", "step_up", "promote", "rollback"]
 
@@ -39,6 +39,9 @@ class ArmObservation:
     fallbacks: int = 0
     latency_p99_ms: float = 0.0  # over a recent window (the last step), not since the start
     ctr: RatioMoments = field(default_factory=RatioMoments)  # clicks over impressions
+    # The same per step of the ramp-up (aligned between arms). When given, CTR is compared
+    # step by step (stats.stratified): pooling steps confounds the arms with the time of day.
+    ctr_by_step: tuple[RatioMoments, ...] = ()
 
     @property
     def error_rate(self) -> float:
@@ -113,7 +116,8 @@ def decide(
     control: ArmObservation,
 ) -> Decision:
     """The controller: see the module docstring for the rules, in the order applied."""
-    seq = msprt(control.ctr, canary.ctr, policy.ctr_alpha, policy.ctr_mixture_sd)
+    ctr_control, ctr_canary = ctr_estimates(control, canary)
+    seq = msprt(ctr_control, ctr_canary, policy.ctr_alpha, policy.ctr_mixture_sd)
     numbers: dict[str, Any] = {
         "share": progress.share,
         "minutes_at_step": round(progress.minutes, 3),
@@ -210,6 +214,14 @@ def observations_from_json(doc: Any, where: str) -> tuple[ArmObservation, ArmObs
         ctr = RatioMoments.from_totals(a.requests, a.clicks, a.impressions)
         out.append(ArmObservation(a.requests, a.errors, a.fallbacks, a.latency_p99_ms, ctr))
     return out[0], out[1]
+
+
+def ctr_estimates(control: ArmObservation, canary: ArmObservation) -> tuple[Ratio, Ratio]:
+    """Stratified by step when both arms give their steps, pooled otherwise."""
+    steps = len(canary.ctr_by_step)
+    if steps and steps == len(control.ctr_by_step):
+        return stratified(control.ctr_by_step, canary.ctr_by_step)
+    return control.ctr, canary.ctr
 
 
 def _arm(a: ArmObservation) -> dict[str, Any]:

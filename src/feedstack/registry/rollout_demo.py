@@ -71,6 +71,7 @@ def _canary(
         canary_share=0.10,
         max_minutes=600,
         seed=seed,
+        truth_per_minute=300,
     )
     res["decisions_file"] = str(folder / "registry" / "decisions.jsonl")
     return res
@@ -121,6 +122,8 @@ def run_rollout_demo(
             "minutes": good["minutes"],
             "steps": [(d["minute"], d["action"], d["share"]) for d in good["decisions"]],
             "measured_ctr_lift": good["measured_ctr_lift"],
+            "true_ctr_lift": good.get("true_ctr_lift"),
+            "covers_true_lift": good.get("covers_true_lift"),
             "decisions_file": good["decisions_file"],
         },
         "abtest": {

@@ -18,7 +18,7 @@ import numpy as np
 
 from feedstack.core.spec import Spec
 from feedstack.registry.experiment import ArmOutcome, Experiment, Exposure, ExposureLog, analyze
-from feedstack.registry.rollout import ArmObservation
+from feedstack.registry.rollout import ArmObservation, ctr_estimates
 from feedstack.registry.runner import RolloutRunner
 from feedstack.registry.stats import RatioMoments, relative_lift
 from feedstack.registry.traffic import RankingPolicy, Served, Traffic
@@ -32,19 +32,28 @@ class _Arm:
     ctr: RatioMoments = field(default_factory=RatioMoments)
     expected_clicks: float = 0.0
     latencies: list[np.ndarray] = field(default_factory=list)  # this step's, for p99
+    ctr_by_step: list[RatioMoments] = field(default_factory=lambda: [RatioMoments()])
 
     def add(self, s: Served) -> None:
         self.requests += int(s.clicks.shape[0])
         self.errors += int(s.error.sum())
         self.fallbacks += int(s.fallback.sum())
-        self.ctr = self.ctr + RatioMoments.of(s.clicks, s.impressions)
+        moments = RatioMoments.of(s.clicks, s.impressions)
+        self.ctr = self.ctr + moments
+        self.ctr_by_step[-1] = self.ctr_by_step[-1] + moments
         self.expected_clicks += float(s.expected_clicks.sum())
         self.latencies.append(s.latency_ms)
 
     def observation(self) -> ArmObservation:
         lat = np.concatenate(self.latencies) if self.latencies else np.zeros(0)
         p99 = float(np.percentile(lat, 99)) if lat.shape[0] else 0.0
-        return ArmObservation(self.requests, self.errors, self.fallbacks, p99, self.ctr)
+        return ArmObservation(
+            self.requests, self.errors, self.fallbacks, p99, self.ctr, tuple(self.ctr_by_step)
+        )
+
+    def next_step(self) -> None:
+        self.latencies.clear()  # p99 is judged per step
+        self.ctr_by_step.append(RatioMoments())
 
 
 def simulate_rollout(
@@ -58,9 +67,12 @@ def simulate_rollout(
     canary_share: float,
     max_minutes: int,
     seed: int,
+    truth_per_minute: int = 0,
 ) -> dict[str, Any]:
     """Deploy ``challenger`` as a canary and let the controller run it, one look per simulated
-    minute, until it is promoted, rolled back or ``max_minutes`` pass."""
+    minute, until it is promoted, rolled back or ``max_minutes`` pass. With ``truth_per_minute``
+    the world's true CTR lift over the same minutes is computed from that many requests a minute
+    (both policies on the same requests, expected clicks) and set beside the measured one."""
     rng = np.random.default_rng(seed)
     state = runner.deploy(challenger_version, canary_share, traffic.start, champion_version)
     buckets = traffic.buckets(state.salt)
@@ -87,13 +99,21 @@ def simulate_rollout(
         if decision.action == "step_up":
             share = decision.share
             for a in arms.values():
-                a.latencies.clear()  # p99 is judged per step
+                a.next_step()
         elif decision.action in ("promote", "rollback"):
             outcome = "promoted" if decision.action == "promote" else "rolled_back"
             break
     canary, control = arms["canary"], arms["control"]
     day = traffic.requests_per_day
-    lift = relative_lift(control.ctr, canary.ctr)
+    # The lift over the ramp-up, step by step (stats.stratified), as the controller saw it.
+    lift = relative_lift(*ctr_estimates(control.observation(), canary.observation()))
+    truth: dict[str, Any] = {}
+    if truth_per_minute > 0:
+        true_lift = traffic.true_lift(champion, challenger, minutes, truth_per_minute, seed + 1)
+        truth = {
+            "true_ctr_lift": true_lift,
+            "covers_true_lift": bool(lift.low <= true_lift <= lift.high),
+        }
     return {
         "outcome": outcome,
         "minutes": minutes,
@@ -103,6 +123,7 @@ def simulate_rollout(
         "canary_share_of_day_requests": canary.requests / day,
         "final_share": share,
         "measured_ctr_lift": lift.to_json(),
+        **truth,
         "expected_ctr": {
             "canary": canary.expected_clicks / max(canary.ctr.sy, 1.0),
             "control": control.expected_clicks / max(control.ctr.sy, 1.0),

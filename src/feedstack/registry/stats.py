@@ -20,6 +20,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -91,6 +92,49 @@ class RatioMoments:
         return max(vxx - 2 * r * vxy + r * r * vyy, 0.0) / (n * my * my)
 
 
+class Ratio(Protocol):
+    """A ratio estimate and its variance: what the tests below need of an arm."""
+
+    @property
+    def ratio(self) -> float: ...
+
+    @property
+    def var_ratio(self) -> float: ...
+
+
+@dataclass(frozen=True)
+class RatioEstimate:
+    ratio: float
+    var_ratio: float
+
+
+def stratified(
+    control: Sequence[RatioMoments], treatment: Sequence[RatioMoments]
+) -> tuple[RatioEstimate, RatioEstimate]:
+    """Both arms' ratios over strata (the steps of a ramp-up), weighted alike: stratum s gets
+    w_s = its share of all impressions, R = sum_s w_s R_s, Var R = sum_s w_s^2 Var R_s.
+
+    Pooling a ramp-up's phases instead compares a treatment seen mostly late (its share grew)
+    with a control seen mostly early: when CTR drifts over the day that is Simpson's paradox
+    (Kohavi, Tang, Xu 2020, ch. 21 and 15; Crook et al., "Seven Pitfalls to Avoid when Running
+    Controlled Experiments on the Web", KDD 2009). Strata where an arm has no data are dropped."""
+    if len(control) != len(treatment):
+        raise InputError(f"strata: {len(control)} control vs {len(treatment)} treatment")
+    keep = [(a, b) for a, b in zip(control, treatment, strict=True) if a.n >= 2 and b.n >= 2]
+    total = sum(a.sy + b.sy for a, b in keep)
+    if not keep or total <= 0:
+        return RatioEstimate(0.0, math.inf), RatioEstimate(0.0, math.inf)
+    out = []
+    for arm in (0, 1):
+        r = v = 0.0
+        for pair in keep:
+            w = (pair[0].sy + pair[1].sy) / total
+            r += w * pair[arm].ratio
+            v += w * w * pair[arm].var_ratio
+        out.append(RatioEstimate(r, v))
+    return out[0], out[1]
+
+
 @dataclass(frozen=True)
 class Lift:
     """Relative lift of arm b over arm a with a two-sided interval at ``level``."""
@@ -113,7 +157,7 @@ class Lift:
         }
 
 
-def relative_lift(a: RatioMoments, b: RatioMoments, level: float = 0.95) -> Lift:
+def relative_lift(a: Ratio, b: Ratio, level: float = 0.95) -> Lift:
     """R_b / R_a - 1 with a delta-method normal interval (Deng et al. 2018, sec. 3.3)."""
     ra, rb = a.ratio, b.ratio
     if ra <= 0 or not math.isfinite(a.var_ratio) or not math.isfinite(b.var_ratio):
@@ -142,7 +186,7 @@ class Sequential:
         return self.likelihood_ratio >= self.threshold
 
 
-def msprt(a: RatioMoments, b: RatioMoments, alpha: float, mixture_sd: float) -> Sequential:
+def msprt(a: Ratio, b: Ratio, alpha: float, mixture_sd: float) -> Sequential:
     """Normal-mixture SPRT (Johari et al. 2022, eq. 11): with theta_hat ~ N(theta, V) and a
     N(0, tau^2) mixture over theta,
 
