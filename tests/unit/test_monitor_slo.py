@@ -157,3 +157,23 @@ def test_scrape_without_feed_metrics_names_the_problem() -> None:
 
     with pytest.raises(InputError, match="metrics on"):
         sli_sample("# nothing here\n", 0.0, Spec())
+
+
+def test_prometheus_report_asks_increase_per_window() -> None:
+    """Prometheus answers the promql.py queries; the report is built from them (full windows)."""
+    from feedstack.core.spec import Spec
+    from feedstack.monitor.scrape import prometheus_report
+    from feedstack.monitor.slo import spec_slos
+
+    asked: list[str] = []
+
+    def query(expr: str) -> float:  # a Prometheus with 1000 requests per window, 20 of them 5xx
+        asked.append(expr)
+        return 20.0 if 'code="5xx"' in expr else 1000.0
+
+    avail, _ = spec_slos(Spec().latency, Spec().monitor)
+    report = prometheus_report(avail, Spec(), query)
+    assert report.conditions[0].long_burn == pytest.approx(20.0)  # 2 % bad / 0.1 % budget
+    assert report.conditions[0].long.complete
+    assert any("[3600s]" in q for q in asked) and any("[2592000s]" in q for q in asked)
+    assert report.to_json()["firing"] == ["page 1h/5m", "page 6h/30m", "ticket 3d/6h"]
