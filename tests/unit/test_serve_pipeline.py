@@ -409,3 +409,13 @@ def test_concurrent_feeds_ingest_and_refresh(parts: Parts) -> None:
             assert sum(pool.map(work, range(4))) == 100
     finally:
         svc.close()
+
+
+def test_sample_feeds_for_the_demo(parts: Parts) -> None:
+    from feedstack.serve.showcase import sample_feeds
+
+    r = sample_feeds(parts.project, users=4, cold=2, k=5, as_of_log=True)
+    assert r["ready"] and r["requests"] == 6 and r["users_with_lists"] == 4
+    assert r["fallbacks"]["cold_user"] == 2
+    assert r["example"] is not None and len(r["example"]["items"]) == 5
+    assert r["latency_ms"]["p50"] > 0
