@@ -4,6 +4,8 @@ and stay quiet through the steady hour."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from feedstack.core.spec import Spec
 from feedstack.monitor.scenario import ScenarioConfig, run_drift_scenario
 
@@ -26,3 +28,15 @@ def test_no_injection_no_alarm() -> None:
     r = run_drift_scenario(Spec(), quiet)
     assert r.false_alarms == {"drift": 0, "p99_latency": 0, "latency_burn": 0}
     assert all(v is None for v in r.detected_after_min.values())
+
+
+def test_monitor_stage_for_the_demo(tmp_path: Path) -> None:
+    from feedstack.monitor.stage import run_monitor_stage
+
+    out = run_monitor_stage(Spec(), tmp_path / "monitoring")
+    h = out["headline"]
+    assert h["false_alarms"] == 0 and h["steady_minutes"] == 60
+    for key in ("topic_surge", "dwell_shift", "slowdown"):
+        assert 0 < h[f"{key}_detected_after_min"] <= 5
+    assert (tmp_path / "monitoring" / "rules.yml").exists()
+    assert out["promtool"] in ("promtool not installed", {"check": True, "test": True})
