@@ -419,3 +419,15 @@ def test_sample_feeds_for_the_demo(parts: Parts) -> None:
     assert r["fallbacks"]["cold_user"] == 2
     assert r["example"] is not None and len(r["example"]["items"]) == 5
     assert r["latency_ms"]["p50"] > 0
+
+
+def test_fallback_lists_merge_round_robin_without_repeats() -> None:
+    from feedstack.serve.articles import round_robin
+
+    lists = {
+        k: np.array(v)
+        for k, v in {"trending": [1, 2, 3], "popular": [2, 4], "fresh": [5, 1]}.items()
+    }
+    idx, labels = round_robin(lists)
+    assert idx.tolist() == [1, 2, 5, 3, 4]
+    assert labels == ["trending", "popular", "fresh", "trending", "popular"]

@@ -51,6 +51,7 @@ class ArticleSnapshot:
     topics: list[str]
     regions: list[str]
     fallback: dict[str | None, dict[str, IntArray]] = field(default_factory=dict)
+    merged: dict[str | None, tuple[IntArray, list[str]]] = field(default_factory=dict)
 
     @property
     def n(self) -> int:
@@ -69,6 +70,11 @@ class ArticleSnapshot:
     def lists(self, region: str | None) -> dict[str, IntArray]:
         """The fallback lists of ``region`` (all regions' when unknown)."""
         return self.fallback.get(region) or self.fallback.get(None) or {}
+
+    def fallback_order(self, region: str | None) -> tuple[IntArray, list[str]]:
+        """The region's lists merged round-robin (article indices, the list each came from)."""
+        found = self.merged.get(region) or self.merged.get(None)
+        return found if found is not None else (np.zeros(0, np.int64), [])
 
 
 EMPTY = ArticleSnapshot(
@@ -118,7 +124,29 @@ def snapshot(agg: FeatureAggregator, at_s: float, max_age_s: float, pool: int) -
             else live & (everywhere | (snap.region == snap.regions.index(name)))
         )
         snap.fallback[name] = {k: _top(v, mine, pool) for k, v in scores.items()}
+        snap.merged[name] = round_robin(snap.fallback[name])
     return snap
+
+
+def round_robin(lists: dict[str, IntArray]) -> tuple[IntArray, list[str]]:
+    """One of each list in turn (in LISTS order), skipping what an earlier list gave: a page
+    of the merged order shows every kind near the top."""
+    merged: list[int] = []
+    labels: list[str] = []
+    seen: set[int] = set()
+    iters = [(name, iter(lists[name].tolist())) for name in LISTS if name in lists]
+    while iters:
+        for entry in list(iters):
+            name, it = entry
+            for j in it:
+                if j not in seen:
+                    seen.add(j)
+                    merged.append(j)
+                    labels.append(name)
+                    break
+            else:
+                iters.remove(entry)
+    return np.asarray(merged, dtype=np.int64), labels
 
 
 def _top(score: F64Array, mask: npt.NDArray[np.bool_], k: int) -> IntArray:

@@ -374,28 +374,10 @@ class FeedPipeline:
         at_s: float,
         k: int,
     ) -> _Ranked:
-        """Round robin over trending, popular-by-region and fresh: a list of each kind near
-        the top, whatever the user. Score: 1 / (1 + place in the merged list)."""
-        lists = snap.lists(region)
-        merged: list[int] = []
-        labels: list[str] = []
-        seen: set[int] = set()
-        iters = [
-            (name, iter(lists.get(name, np.zeros(0, np.int64)).tolist())) for name in art.LISTS
-        ]
-        while iters:
-            for entry in list(iters):
-                name, it = entry
-                for j in it:
-                    if j not in seen:
-                        seen.add(j)
-                        merged.append(j)
-                        labels.append(name)
-                        break
-                else:
-                    iters.remove(entry)
-        idx = np.asarray(merged, dtype=np.int64)
-        ids = [snap.ids[j] for j in merged]
+        """The snapshot's merged fallback order (trending, popular-by-region, fresh in turn),
+        filtered and diversified like a ranked list. Score: 1 / (1 + position)."""
+        idx, labels = snap.fallback_order(region)
+        ids = [snap.ids[j] for j in idx.tolist()]
         age_h = (at_s - snap.publish_s[idx]) / 3600.0 if idx.size else np.zeros(0)
         ok = np.flatnonzero(keep(ids, age_h, excluded, self.spec.serve.max_age_h))
         topic = snap.topic[idx] if idx.size else np.zeros(0, np.int64)
