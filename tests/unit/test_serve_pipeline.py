@@ -431,3 +431,9 @@ def test_fallback_lists_merge_round_robin_without_repeats() -> None:
     idx, labels = round_robin(lists)
     assert idx.tolist() == [1, 2, 5, 3, 4]
     assert labels == ["trending", "popular", "fresh", "trending", "popular"]
+
+
+def test_candidates_build_without_a_model_is_a_usage_error(project: Path) -> None:
+    result = CliRunner().invoke(app, ["candidates", "build", "-p", str(project), "--json"])
+    assert result.exit_code == 2
+    assert "feedstack train" in result.stderr
