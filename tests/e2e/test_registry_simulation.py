@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from feedstack.core.spec import Spec, render_spec
@@ -90,3 +91,14 @@ def test_rollout_demo(project: Path) -> None:
     assert out["abtest"]["lift"]["estimate"] > 0
     assert Path(out["abtest"]["exposures_file"]).stat().st_size > 0
     assert not (project / "registry" / "rollout.json").exists()  # serving state untouched
+
+
+def test_another_world_scaled_to_the_benchmark_rate() -> None:
+    from feedstack.registry.benchmarks import sim_world_of
+    from feedstack.world.config import WorldConfig
+
+    sim = sim_world_of(WorldConfig(users=2_000, articles=400, days=2, seed=3), 175.0)
+    traffic = sim.traffic()
+    assert traffic.requests_per_minute == pytest.approx(175.0)
+    assert sim.start_hour == 36.0 and sim.to_json()["users"] == 2_000
+    assert traffic.draw(50, traffic.start, np.random.default_rng(0)).valid.any(axis=1).all()

@@ -31,24 +31,45 @@ SLOW = RankingPolicy("slow", noise_sd=0.8, latency_median_ms=95.0)
 
 @dataclass(frozen=True)
 class SimWorld:
-    """The world the benchmarks run on: sized so a simulated minute has ~175 requests."""
+    """The world the benchmarks run on: sized so a simulated minute has ~175 requests. Give
+    ``config`` to run on another world (the demo's); ``scale`` multiplies its request rate."""
 
     users: int = 50_000
     articles: int = 1_000
     seed: int = 1
     start_hour: float = 12.0  # half a day in: the catalog is full
+    scale: float = 1.0
+    config: WorldConfig | None = None
+
+    def world_config(self) -> WorldConfig:
+        if self.config is not None:
+            return self.config
+        return WorldConfig(users=self.users, articles=self.articles, seed=self.seed)
 
     def traffic(self) -> Traffic:
-        world = NewsWorld(WorldConfig(users=self.users, articles=self.articles, seed=self.seed))
-        return Traffic(world, world.config.start + timedelta(hours=self.start_hour))
+        world = NewsWorld(self.world_config())
+        start = world.config.start + timedelta(hours=self.start_hour)
+        return Traffic(world, start, scale=self.scale)
 
     def to_json(self) -> dict[str, Any]:
+        c = self.world_config()
         return {
-            "users": self.users,
-            "articles": self.articles,
-            "seed": self.seed,
+            "users": c.users,
+            "articles": c.articles,
+            "days": c.days,
+            "seed": c.seed,
             "start_hour": self.start_hour,
+            "traffic_scale": self.scale,
         }
+
+
+def sim_world_of(config: WorldConfig, requests_per_minute: float = 175.0) -> SimWorld:
+    """Another world (the demo's) with its request rate scaled to ``requests_per_minute`` (the
+    benchmark world's rate), starting half a day before its end so its catalog is full."""
+    world = NewsWorld(config)
+    per_minute = float(world.population.sessions_per_day.sum()) / 1440.0
+    start_hour = max(0.0, config.days * 24.0 - 12.0)
+    return SimWorld(config=config, scale=requests_per_minute / per_minute, start_hour=start_hour)
 
 
 def _rollout(

@@ -1,7 +1,7 @@
 """What ``make demo`` shows of issue 7: the registry, a canary rolled back, a canary promoted,
 an A/B test, with the numbers for the report.
 
-    result = run_rollout_demo(project, trained=train_result)
+    result = run_rollout_demo(project, trained=train_result, world=sim_world_of(world_config))
 
 1. Registers every trained model under PROJECT/models/ in MLflow (spec ``registry``), sets the
    ``champion`` alias on the newest, and returns its lineage (events, features, code).
