@@ -181,3 +181,15 @@ def test_cli_report_json(records: Path, tmp_path: Path) -> None:
     out = orjson.loads(res.stdout)
     assert out["files"] == ["report.md", "report.html", "report.json"]
     assert (tmp_path / "o" / "report.md").is_file()
+
+
+def test_monitor_shows_results_not_settings(records: Path, tmp_path: Path) -> None:
+    _save(records, "bench-rollout", {"world": {"users": 50_000}, "seconds": 3.5,
+                                     "bad_canary": {"rolled_back": 5, "max_minutes_to_rollback": 4},
+                                     "targets": {"bad_within_10_min": True}},
+          "2026-11-24T08:08:00+00:00")  # fmt: skip
+    numbers = build_report(small_spec(), records, tmp_path / "r")["monitor"]["numbers"]
+    assert numbers["bench-rollout.bad_canary.max_minutes_to_rollback"]["value"] == 4
+    assert numbers["bench-rollout.targets.bad_within_10_min"]["value"] == 1
+    assert numbers["bench-rollout.seconds"]["label"] == "measured"
+    assert not any(k.startswith("bench-rollout.world") for k in numbers)

@@ -33,17 +33,15 @@ def plan(
 ) -> None:
     """Plan capacity and cost: peak QPS, cores, Redis GB, $/month against the budget."""
     from feedstack.cli.common import project_dir
-    from feedstack.plan.planner import plan as make_plan
     from feedstack.plan.planner import with_dau
-    from feedstack.report.measured import resolve
+    from feedstack.report.measured import plan_from_measurements
 
     with cli_errors():
         root = project_dir(project)
         spec, spec_source = load_project_spec(root)
         if dau is not None:
             spec = with_dau(spec, dau)
-        _, inputs = resolve(spec, root / "measurements")
-        result = {"spec": spec_source, **make_plan(spec, inputs)}
+        result = {"spec": spec_source, **plan_from_measurements(spec, root / "measurements")}
         if as_json:
             emit_json(result)
         else:

@@ -119,6 +119,14 @@ def resolve(spec: Spec, folder: Path) -> tuple[Measurements, PlanInputs]:
     return m, PlanInputs.resolve(spec, plan_inputs(m, spec))
 
 
+def plan_from_measurements(spec: Spec, folder: Path) -> dict[str, Any]:
+    """``feedstack plan``'s result: the plan from the spec and the records in ``folder``."""
+    from feedstack.plan.planner import plan
+
+    _, inputs = resolve(spec, folder)
+    return plan(spec, inputs)
+
+
 def _num(d: Any, *path: str) -> float | None:
     for key in path:
         if not isinstance(d, dict) or key not in d:

@@ -125,14 +125,21 @@ def scale(ctx: Context) -> Section:
     return s
 
 
+# Settings echoed into a record (the simulated world, the policy) are not results.
+_NOT_RESULTS = {"world", "policy", "config", "runs", "machine", "seed"}
+
+
 def _scalars(d: dict[str, Any], prefix: str = "", limit: int = 16) -> list[tuple[str, float]]:
+    """Up to ``limit`` numeric results of a record (booleans such as targets met count as 0/1)."""
     out: list[tuple[str, float]] = []
     for k, v in d.items():
         if len(out) >= limit:
             break
+        if k in _NOT_RESULTS:
+            continue
         if isinstance(v, dict):
             out.extend(_scalars(v, f"{prefix}{k}.", limit - len(out)))
-        elif isinstance(v, int | float) and not isinstance(v, bool):
+        elif isinstance(v, int | float):
             out.append((f"{prefix}{k}", float(v)))
     return out
 
