@@ -12,8 +12,9 @@ same server with metrics off).
 
 from __future__ import annotations
 
+import collections
 from collections.abc import Iterable, Mapping
-from typing import Protocol, cast
+from typing import Any, Protocol, cast
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
@@ -41,6 +42,34 @@ class _Noop:
 
     def set(self, value: float) -> None:
         return None
+
+
+class _CachedLabels:
+    """``labels(...)`` memoized per label values, for metrics touched on every request.
+
+    prometheus_client's ``labels`` validates the values and takes the metric's lock on every call
+    (~1 us); the request path calls it ~30 times per feed (sources, stages), which was the largest
+    part of the metrics' CPU (measured: 20 of 50 us per request). Children are never removed from
+    these metrics, so the cache cannot go stale; a race only repeats the lookup, which returns the
+    same child.
+    """
+
+    def labels(self, *labelvalues: Any, **labelkwargs: Any) -> Any:
+        if labelkwargs:
+            return super().labels(*labelvalues, **labelkwargs)  # type: ignore[misc]
+        cache: dict[tuple[Any, ...], Any] = self.__dict__.setdefault("_children_by_values", {})
+        child = cache.get(labelvalues)
+        if child is None:
+            child = cache[labelvalues] = super().labels(*labelvalues)  # type: ignore[misc]
+        return child
+
+
+class _Counter(_CachedLabels, Counter):
+    pass
+
+
+class _Histogram(_CachedLabels, Histogram):
+    pass
 
 
 class ServingMetrics:
@@ -73,45 +102,45 @@ class ServingMetrics:
                 setattr(self, name, cast(Counter, noop))
             self.model_info = cast(Gauge, noop)
             return
-        self.request_seconds = Histogram(
+        self.request_seconds = _Histogram(
             "feedstack_request_duration_seconds",
             "Request latency by endpoint and protocol.",
             ["endpoint", "protocol"],
             buckets=LATENCY_BUCKETS_S,
             registry=r,
         )
-        self.stage_seconds = Histogram(
+        self.stage_seconds = _Histogram(
             "feedstack_stage_duration_seconds",
             "Time spent in one stage of the feed request path.",
             ["stage"],
             buckets=STAGE_BUCKETS_S,
             registry=r,
         )
-        self.requests = Counter(
+        self.requests = _Counter(
             "feedstack_requests",
             "Requests by endpoint, protocol and status code class (2xx, 4xx, 5xx).",
             ["endpoint", "protocol", "code"],
             registry=r,
         )
-        self.fallbacks = Counter(
+        self.fallbacks = _Counter(
             "feedstack_fallbacks",
             "Feed requests answered by a fallback, by reason.",
             ["reason"],
             registry=r,
         )
-        self.errors = Counter(
+        self.errors = _Counter(
             "feedstack_errors",
             "Errors by endpoint and kind (the error class, never a message).",
             ["endpoint", "kind"],
             registry=r,
         )
-        self.cache = Counter(
+        self.cache = _Counter(
             "feedstack_candidate_cache_lookups",
             "Candidate-cache lookups by result (hit, miss, error).",
             ["result"],
             registry=r,
         )
-        self.candidates = Counter(
+        self.candidates = _Counter(
             "feedstack_served_items",
             "Items served, by the candidate source that proposed them.",
             ["source"],
@@ -123,19 +152,19 @@ class ServingMetrics:
             buckets=SCORE_BUCKETS,
             registry=r,
         )
-        self.impressions = Counter(
+        self.impressions = _Counter(
             "feedstack_impressions",
             "Items shown, by model version and arm.",
             ["model_version", "arm"],
             registry=r,
         )
-        self.clicks = Counter(
+        self.clicks = _Counter(
             "feedstack_clicks",
             "Clicks received, by model version and arm.",
             ["model_version", "arm"],
             registry=r,
         )
-        self.ingest = Counter(
+        self.ingest = _Counter(
             "feedstack_ingest_events",
             "Events received by the API, by result (accepted, duplicate, rejected).",
             ["result"],
@@ -151,6 +180,16 @@ class ServingMetrics:
     def observe_stages(self, stage_ms: Mapping[str, float]) -> None:
         for stage, ms in stage_ms.items():
             self.stage_seconds.labels(stage).observe(ms / 1000.0)
+
+    def count_sources(self, sources: Iterable[str]) -> None:
+        """``candidates.labels(s).inc()`` for each served item's source, one inc per source
+        (a feed of 20 items from 4 sources: 4 locked increments instead of 20)."""
+        for source, n in collections.Counter(sources).items():
+            self.candidates.labels(source).inc(n)
+
+    def observe_scores(self, scores: Iterable[float]) -> None:
+        for s in scores:
+            self.score.observe(s)
 
 
 class DriftMetrics:
