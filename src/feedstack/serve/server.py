@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import signal
 import socket
+import threading
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from types import FrameType
@@ -25,6 +26,7 @@ from feedstack.serve.security import Guard
 from feedstack.serve.types import FeedService
 
 GRACE_S = 5.0
+READY_POLL_S = 1.0
 BACKLOG = 2048  # loopback load tests open many connections at once
 
 
@@ -90,13 +92,28 @@ def run_server(
         received.append(sig)
 
     previous = {s: signal.signal(s, _note) for s in (signal.SIGTERM, signal.SIGINT)}
+    stopping = threading.Event()
+
+    def _follow_readiness() -> None:
+        # gRPC health mirrors /readyz: a service that loads its model later turns SERVING then.
+        while not stopping.is_set():
+            try:
+                ok = service.ready()[0]
+            except Exception:
+                ok = False
+            set_serving(health, ok)
+            stopping.wait(READY_POLL_S)
+
     grpc_server.start()
+    set_serving(health, service.ready()[0])
+    follower = threading.Thread(target=_follow_readiness, name="grpc-health", daemon=True)
+    follower.start()
     try:
-        ready, _ = service.ready()
-        set_serving(health, ready)
         on_ready(bound)
         server.run(sockets=[sock])
     finally:
+        stopping.set()
+        follower.join(timeout=READY_POLL_S + 1.0)
         set_serving(health, False)
         grpc_server.stop(grace_s).wait()
         sock.close()
