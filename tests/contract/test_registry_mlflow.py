@@ -149,3 +149,16 @@ def test_register_trained_makes_the_first_model_champion(tmp_path: Path) -> None
     assert register_trained(tmp_path, first, Spec())["aliases"] == ["champion"]
     out = register_trained(tmp_path, second, Spec())
     assert (out["number"], out["aliases"]) == ("2", [])
+
+
+def test_an_unreachable_database_fails_fast_and_hides_the_password(tmp_path: Path) -> None:
+    import time
+
+    from feedstack.core.errors import BackendUnavailable
+
+    url = tracking_uri("postgresql://fs:secret@127.0.0.1:1/none", tmp_path)
+    started = time.monotonic()
+    with pytest.raises(BackendUnavailable, match=r"fs:\*\*\*@127.0.0.1:1") as info:
+        MlflowRegistry(url, artifact_uri("file://a", tmp_path), "m")
+    assert "secret" not in str(info.value)
+    assert time.monotonic() - started < 10  # MLflow alone retries ~100 s

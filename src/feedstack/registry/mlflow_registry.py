@@ -169,7 +169,9 @@ class MlflowRegistry:
         self.artifact_root = artifact_root
         self.model_name = model_name
         self.experiment = experiment
-        with _mlflow_errors(f"MLflow at {tracking_uri}"):
+        if tracking_uri.startswith("postgresql"):
+            _probe(tracking_uri)
+        with _mlflow_errors(f"MLflow at {_redact(tracking_uri)}"):
             self.client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
 
     @classmethod
@@ -381,6 +383,21 @@ def model_folder(project: Path, version: str) -> Path:
     if "/" in version or version in ("", ".", "..") or not (folder / "model.json").is_file():
         raise InputError(f"version: no saved model {version!r} under {project / 'models'}")
     return folder
+
+
+def _probe(uri: str, timeout_s: int = 5) -> None:
+    """Fail fast on an unreachable database: MLflow itself retries for ~100 s before it gives
+    up (mlflow/store/db/utils.py, create_sqlalchemy_engine_with_retry)."""
+    import sqlalchemy
+
+    engine = sqlalchemy.create_engine(uri, connect_args={"connect_timeout": timeout_s})
+    try:
+        engine.connect().close()
+    except sqlalchemy.exc.SQLAlchemyError as exc:
+        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+        raise BackendUnavailable(f"MLflow database {_redact(uri)}: {reason}") from None
+    finally:
+        engine.dispose()
 
 
 def _redact(uri: str) -> str:
