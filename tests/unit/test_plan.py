@@ -214,3 +214,18 @@ def test_cores_check() -> None:
     assert not check_serving_cores(100.0, 50.0, 60.0, 12.0).within_tolerance
     with pytest.raises(InputError, match="wall_s"):
         check_serving_cores(100.0, 50.0, 1.0, 0.0)
+
+
+def test_cost_section_validates_and_round_trips() -> None:
+    import yaml
+
+    from feedstack.core.errors import ConfigError
+    from feedstack.core.spec import render_spec
+
+    with pytest.raises(ConfigError, match=r"cost\.fallback\.bogus"):
+        parse_spec({"cost": {"fallback": {"bogus": 1}}})
+    with pytest.raises(ConfigError, match=r"cost\.target_utilization"):
+        parse_spec({"cost": {"target_utilization": 1.5}})
+    spec = Spec()
+    assert parse_spec(yaml.safe_load(render_spec(spec))) == spec
+    assert spec.cost.prices_as_of.startswith("2024-06")
