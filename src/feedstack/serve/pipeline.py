@@ -91,7 +91,6 @@ class FeedPipeline:
         clock: Clock | None = None,
         monotonic: Callable[[], float] = time.perf_counter,
         background: bool = True,
-        serialize_user_reads: bool = False,
     ) -> None:
         self.spec = spec
         self.models = models
@@ -108,7 +107,6 @@ class FeedPipeline:
         self._hidden: _Lru = _Lru()
         self._served: _Lru = _Lru()  # request id -> (model version, arm): clicks per arm
         self._memo_lock = threading.Lock()
-        self._user_lock = threading.Lock() if serialize_user_reads else None
         self._ingest_lock = threading.Lock()
         self._snap = art.EMPTY
         self._refreshed = self._dirty = False
@@ -306,10 +304,7 @@ class FeedPipeline:
 
     # ------------------------------------------------------------------ stages
     def _read_user(self, user_id: str) -> dict[str, Any] | None:
-        if self._user_lock is None:
-            return self.user_features.get_online("user_features", [user_id])[0]
-        with self._user_lock:
-            return self.user_features.get_online("user_features", [user_id])[0]
+        return self.user_features.get_online("user_features", [user_id])[0]
 
     def _excluded(self, user_id: str, user: Mapping[str, Any] | None) -> set[str]:
         out = set(user.get("recent_clicks") or []) if user is not None else set()

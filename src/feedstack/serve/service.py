@@ -15,7 +15,8 @@ from feedstack.ingest.pipeline import Ingestor
 from feedstack.monitor.metrics import ServingMetrics
 from feedstack.serve.clock import LogClock
 from feedstack.serve.models import ServingModels, load_models
-from feedstack.serve.pipeline import FeedPipeline
+from feedstack.serve.pipeline import FeedPipeline, UserFeatures
+from feedstack.serve.user_store import PerThreadUserFeatures
 from feedstack.storage.candidate_cache import open_candidate_cache
 from feedstack.storage.eventlog import open_event_log
 
@@ -46,7 +47,12 @@ def build_service(
             raise
         models = None
     repo = FeastRepo.from_spec(project)
-    store = FeastFeatureStore(repo, read_timeout_s=budgets["user_features"] / 1000.0)
+    timeout_s = budgets["user_features"] / 1000.0
+    store: UserFeatures
+    if repo.online_kind == "sqlite":
+        store = PerThreadUserFeatures(lambda: FeastFeatureStore(repo, read_timeout_s=timeout_s))
+    else:  # redis-py's connection pool is shared safely by threads
+        store = FeastFeatureStore(repo, read_timeout_s=timeout_s)
     cache = open_candidate_cache(
         spec.backends.candidate_cache, project, timeout_s=budgets["candidates"] / 1000.0
     )
@@ -67,6 +73,4 @@ def build_service(
         metrics=metrics,
         clock=feed_clock,
         background=background,
-        # One SQLite connection is shared by the store: reads take turns (~0.1 ms each).
-        serialize_user_reads=repo.online_kind == "sqlite",
     )
