@@ -26,9 +26,9 @@ from feedstack.serve.types import FeedService
 
 FEED_SERVICE = feed_pb2.DESCRIPTOR.services_by_name["Feed"].full_name
 EVENTS_SERVICE = feed_pb2.DESCRIPTOR.services_by_name["Events"].full_name
-# Threads serving RPCs: the service is CPU-bound under the GIL, so more threads only add
-# contention; a few keep a slow ingest from blocking feed calls.
-MAX_WORKERS = 4
+# Threads serving RPCs: as many as the HTTP feed pool (serve/http.py FEED_THREADS, measured
+# there): the pipeline's I/O and native ranking release the GIL, so calls overlap.
+MAX_WORKERS = 16
 
 
 def _api_key(context: grpc.ServicerContext) -> str | None:
