@@ -200,10 +200,15 @@ def _recall_series(ctx: Context, s: Section) -> dict[str, dict[int, float]]:
                 series.setdefault(f"{kind}: first stage", {})[int(key[7:])] = float(value)
     train = ctx.m.get("train")
     if train is not None:
-        for name, row in train["result"].get("evaluation", {}).get("models", {}).items():
+        ev = train["result"].get("evaluation", {})
+        for name, row in ev.get("models", {}).items():
             for key, value in row.items():
                 if key.startswith("recall@") and isinstance(value, int | float):
                     series.setdefault(f"train: {name}", {})[int(key[7:])] = float(value)
+        # The whole candidate list is the blend's recall at K = its length.
+        k, recall = ev.get("candidates_per_request"), ev.get("candidate_recall")
+        if isinstance(k, int | float) and k >= 1 and isinstance(recall, int | float):
+            series.setdefault("train: blend", {})[round(k)] = float(recall)
     return series
 
 
