@@ -108,7 +108,9 @@ def test_ctr_is_compared_step_by_step_when_steps_are_given() -> None:
     )
     d = decide(POLICY, DONE, canary, control)
     assert d.numbers["ctr_lift"] == pytest.approx(0.0, abs=1e-9)
+    assert d.numbers["ctr_compared"] == "by step"
     assert d.action == "step_up"
     pooled_control = ArmObservation(3_300, ctr=control.ctr)
     naive = decide(POLICY, DONE, pooled, pooled_control)
     assert naive.numbers["ctr_lift"] > 0.5  # pooled: the ramp's timing, not the model
+    assert naive.numbers["ctr_compared"] == "pooled"

@@ -124,6 +124,7 @@ def decide(
         "step_canary_requests": progress.canary_requests,
         "canary": _arm(canary),
         "control": _arm(control),
+        "ctr_compared": "by step" if ctr_canary is not canary.ctr else "pooled",
         "ctr_lift": _finite(math.exp(seq.log_ratio) - 1 if math.isfinite(seq.log_ratio) else None),
         "ctr_lift_always_valid": [_finite(seq.lift_low), _finite(seq.lift_high)],
         "msprt_likelihood_ratio": _finite(seq.likelihood_ratio),
