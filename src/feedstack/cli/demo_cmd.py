@@ -9,7 +9,6 @@ import orjson
 import typer
 
 from feedstack.cli.common import JsonOption, console, emit_json
-from feedstack.demo.stages import STAGES, DemoContext, run_stage
 
 
 def demo(
@@ -21,6 +20,10 @@ def demo(
     as_json: bool = JsonOption,
 ) -> None:
     """Run the main job: world -> ingest -> ... -> summary. Exits 0 only if every stage ran."""
+    # Imported here: the stages pull in pyarrow, duckdb and the models (~1 s), which every
+    # other command would otherwise pay at startup (`feedstack plan` must answer in < 1 s).
+    from feedstack.demo.stages import STAGES, DemoContext, run_stage
+
     ctx = DemoContext(out=out, users=users, articles=articles, days=days, seed=seed)
     out.mkdir(parents=True, exist_ok=True)
     timings: dict[str, float] = {}
