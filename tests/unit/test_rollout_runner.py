@@ -104,3 +104,27 @@ def test_a_torn_last_line_is_skipped(tmp_path: Path) -> None:
     r.step(arm(10), arm(100), T0 + timedelta(minutes=1))  # appends on a line of its own
     assert [x["action"] for x in read_decisions(tmp_path)] == ["deploy", "hold"]
     assert r.status()["state"]["challenger"] == "news-b"
+
+
+def test_counter_only_looks_are_compared_step_by_step(tmp_path: Path) -> None:
+    """Cumulative counters (what `rollout step --observed` gets) are cut at the logged step-ups:
+    CTR doubles between steps for both arms, so pooled the canary (mostly in the late step)
+    would look much better; by step it is equal."""
+    r = runner(tmp_path)
+    r.deploy("news-b", 0.10, T0, champion="news-a")
+    d = r.step(arm(2_000, 0.10), arm(18_000, 0.10), T0 + timedelta(minutes=11))
+    assert d.action == "step_up" and d.numbers["ctr_compared"] == "by step"
+
+    def cumulative(first: int, later: int) -> ArmObservation:
+        clicks = first * 10 * 0.10 + later * 10 * 0.20
+        impressions = (first + later) * 10
+        ctr = RatioMoments.from_totals(first + later, clicks, impressions)
+        return ArmObservation(first + later, 0, 0, 80.0, ctr)
+
+    d = r.step(cumulative(2_000, 6_000), cumulative(18_000, 6_000), T0 + timedelta(minutes=15))
+    assert d.numbers["ctr_compared"] == "by step"
+    assert d.numbers["ctr_lift"] == pytest.approx(0.0, abs=1e-9)
+    assert d.numbers["canary"]["ctr"] > 1.3 * d.numbers["control"]["ctr"]  # pooled view
+    # Counters that went backwards (a server restart) fall back to pooling.
+    d = r.step(arm(10, 0.15), arm(100, 0.15), T0 + timedelta(minutes=16))
+    assert d.numbers["ctr_compared"] == "pooled"

@@ -10,6 +10,7 @@ from the log, so the runner keeps no state of its own and any process can take t
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime
@@ -26,9 +27,11 @@ from feedstack.registry.rollout import (
     decide,
 )
 from feedstack.registry.state import RolloutState, load_rollout, save_rollout
+from feedstack.registry.stats import RatioMoments
 
 DECISIONS_FILE = Path("registry") / "decisions.jsonl"
 _STEP_STARTS = ("deploy", "step_up")
+_COUNTERS = ("requests", "clicks", "impressions")
 
 OnDecision = Callable[[dict[str, Any]], None]
 
@@ -95,6 +98,8 @@ class RolloutRunner:
             (now - started).total_seconds() / 60.0,
             canary.requests - int(start.get("canary_requests", 0)),
         )
+        if not (canary.ctr_by_step and control.ctr_by_step):
+            canary, control = self._with_steps(state, canary, control)
         decision = decide(self.policy, progress, canary, control)
         self._apply(self._next_state(state, decision, now), now, decision.to_json(), canary)
         return decision
@@ -135,6 +140,32 @@ class RolloutRunner:
             if rec.get("challenger") == state.challenger and rec.get("action") in _STEP_STARTS:
                 return dict(rec)
         raise InputError(f"{DECISIONS_FILE}: no deploy record for {state.challenger!r}")
+
+    def _with_steps(
+        self, state: RolloutState, canary: ArmObservation, control: ArmObservation
+    ) -> tuple[ArmObservation, ArmObservation]:
+        """Per-step CTR counters from cumulative ones: the counters logged at each step-up are
+        the step boundaries (so CTR is compared step by step, see rollout.ctr_estimates)."""
+        bounds: list[dict[str, Any]] = []
+        for rec in read_decisions(self.project):
+            if rec.get("challenger") != state.challenger:
+                continue
+            if rec.get("action") == "deploy":
+                bounds = [{}]  # a redeploy starts over
+            elif rec.get("action") == "step_up" and bounds:
+                bounds.append(rec.get("numbers", {}))
+        out = []
+        for arm, obs in (("canary", canary), ("control", control)):
+            now = {"requests": obs.requests, "clicks": obs.ctr.sx, "impressions": obs.ctr.sy}
+            marks = [b.get(arm, {}) for b in bounds] + [now]
+            steps = []
+            for lo, hi in itertools.pairwise(marks):
+                n, c, i = (float(hi[k]) - float(lo.get(k, 0)) for k in _COUNTERS)
+                if min(n, c, i) < 0:
+                    return canary, control  # counters were reset (a restart): pool instead
+                steps.append(RatioMoments.from_totals(int(n), c, i))
+            out.append(replace(obs, ctr_by_step=tuple(steps)))
+        return out[0], out[1]
 
     @staticmethod
     def _next_state(state: RolloutState, decision: Decision, now: datetime) -> RolloutState:
