@@ -114,6 +114,30 @@ def test_outcomes_join_events_by_request() -> None:
     assert (out["b"].ctr.n, out["b"].ctr.sx, out["b"].ctr.sy) == (1, 1, 5)
     assert (out["control"].requests, out["b"].requests) == (2, 1)
     assert out["b"].dwell_ms == 30_000 and out["control"].dwell_ms == 0
+    assert (out["control"].users, out["b"].users) == (1, 1)
+
+
+def test_srm_counts_exposed_users_even_without_impressions() -> None:
+    """An arm whose impressions never reach the log still shows up as a sample-ratio mismatch."""
+    exp = Experiment("e", equal_arms(["a", "b"]), "s", T0.isoformat())
+    exposures = [Exposure(f"r{i}", f"u{i}", "control" if i % 2 else "b", "") for i in range(400)]
+    logged = [
+        Impression(
+            event_id=f"i{i}", event_time=T0, request_id=f"r{i}", user_id=f"u{i}",
+            item_ids=["a1"], model_version="m",
+        )
+        for i in range(400)
+        if i % 2 or i % 10 == 0  # arm b lost 80 % of its impressions
+    ]  # fmt: skip
+    out = outcomes_from_events(exp, exposures, logged)
+    assert (out["control"].users, out["b"].users) == (200, 200)
+    assert out["b"].ctr.n == 40
+    res = analyze(exp, out, Spec())
+    srm = res["srm"]
+    assert srm["users"] == [200, 200] and srm["p_value"] == pytest.approx(1.0)  # assignment ok
+    assert srm["analyzed_users"] == [200, 40] and srm["analyzed_p_value"] < 1e-6
+    assert srm["mismatch"]
+    assert res["arms"]["b"]["users_with_impressions"] == 40
 
 
 def _outcome(rng: np.random.Generator, users: int, p: float) -> ArmOutcome:

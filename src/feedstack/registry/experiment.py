@@ -192,12 +192,22 @@ class ArmOutcome:
     ctr: RatioMoments
     requests: int
     dwell_ms: float
+    exposed_users: int | None = None  # users logged as exposed (SRM counts these); None: ctr.n
 
     @classmethod
     def of(
-        cls, clicks: npt.ArrayLike, impressions: npt.ArrayLike, requests: int, dwell_ms: float
+        cls,
+        clicks: npt.ArrayLike,
+        impressions: npt.ArrayLike,
+        requests: int,
+        dwell_ms: float,
+        exposed_users: int | None = None,
     ) -> ArmOutcome:
-        return cls(RatioMoments.of(clicks, impressions), requests, dwell_ms)
+        return cls(RatioMoments.of(clicks, impressions), requests, dwell_ms, exposed_users)
+
+    @property
+    def users(self) -> int:
+        return self.ctr.n if self.exposed_users is None else self.exposed_users
 
 
 def outcomes_from_events(
@@ -227,7 +237,8 @@ def outcomes_from_events(
     for arm in exp.shares:
         cells = np.array([v for (a, _), v in per_user.items() if a == arm and v[1] > 0])
         cells = cells.reshape(-1, 2)
-        out[arm] = ArmOutcome.of(cells[:, 0], cells[:, 1], requests[arm], dwell[arm])
+        exposed = len({e.user_id for e in exposures if e.arm == arm})
+        out[arm] = ArmOutcome.of(cells[:, 0], cells[:, 1], requests[arm], dwell[arm], exposed)
     return out
 
 
@@ -249,7 +260,8 @@ def analyze(exp: Experiment, outcomes: Mapping[str, ArmOutcome], spec: Spec) -> 
         row: dict[str, Any] = {
             "version": arm.version,
             "share": arm.share,
-            "users": o.ctr.n,
+            "users": o.users,
+            "users_with_impressions": o.ctr.n,
             "requests": o.requests,
             "impressions": o.ctr.sy,
             "clicks": o.ctr.sx,
@@ -275,8 +287,11 @@ def analyze(exp: Experiment, outcomes: Mapping[str, ArmOutcome], spec: Spec) -> 
         guidance["users_per_arm"] = need
         guidance["users_per_arm_now"] = have
         guidance["enough"] = have >= need
-    counts = [outcomes[a].ctr.n for a in arms]
-    srm = sample_ratio(counts, [exp.shares[a] for a in arms], r.srm_p_value)
+    # Twice: on exposed users (is assignment healthy?) and on the users the analysis counts,
+    # those with logged impressions (does every arm's logging arrive?).
+    shares = [exp.shares[a] for a in arms]
+    srm = sample_ratio([outcomes[a].users for a in arms], shares, r.srm_p_value)
+    analyzed = sample_ratio([outcomes[a].ctr.n for a in arms], shares, r.srm_p_value)
     return {
         "experiment": exp.name,
         "running": exp.running,
@@ -291,8 +306,10 @@ def analyze(exp: Experiment, outcomes: Mapping[str, ArmOutcome], spec: Spec) -> 
             "expected": list(srm.expected),
             "chi2": srm.chi2,
             "p_value": srm.p_value,
-            "mismatch": srm.mismatch,
+            "mismatch": srm.mismatch or analyzed.mismatch,
             "threshold": r.srm_p_value,
+            "analyzed_users": list(analyzed.counts),
+            "analyzed_p_value": analyzed.p_value,
         },
     }
 
