@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from itertools import repeat
 from typing import Any
 
 import numpy as np
@@ -59,8 +60,9 @@ class ArticleSnapshot:
 
     def index(self, article_ids: Sequence[str]) -> IntArray:
         """The index of each article, -1 for one this snapshot does not know."""
-        get = self.pos.get
-        idx = np.fromiter((get(a, -1) for a in article_ids), np.int64, len(article_ids))
+        # map over the bound method: half the cost of a generator expression (500 ids/request)
+        found = map(self.pos.get, article_ids, repeat(-1))
+        idx = np.fromiter(found, np.int64, len(article_ids))
         idx[idx >= self.n] = -1
         return idx
 
