@@ -318,3 +318,29 @@ def scenario(
         spec = load_spec(root)
         result = run_drift_scenario(spec, ScenarioConfig(seed=seed, users=users))
         record_measurement("drift", result.summary(), root, as_json)
+
+
+@app.command("overhead")
+def overhead(
+    project: Path | None = ProjectOption,
+    rate: float = typer.Option(100.0, "--rate", help="Open-loop feed requests/s."),
+    duration: float = typer.Option(10.0, "--duration", help="Measured seconds per server."),
+    rounds: int = typer.Option(2, "--rounds", help="On/off pairs (order alternates)."),
+    protocol: str = typer.Option("http", "--protocol", help="http or grpc."),
+    as_json: bool = JsonOption,
+) -> None:
+    """CPU per feed request of `feedstack serve` with metrics on vs --no-metrics, in one run.
+
+    Needs a trained project (the pipeline service). Recorded as "metrics-overhead".
+    """
+    from feedstack.bench.metrics_overhead import run_metrics_overhead
+    from feedstack.core.errors import InputError
+
+    with cli_errors():
+        root = project_dir(project)
+        if protocol not in ("http", "grpc"):
+            raise InputError(f"--protocol must be http or grpc, got {protocol!r}")
+        result = run_metrics_overhead(
+            root, rate=rate, duration_s=duration, rounds=rounds, protocol=protocol
+        )
+        record_measurement("metrics-overhead", result, root, as_json)
