@@ -50,9 +50,15 @@ def train(
     ),
     repeats: int = typer.Option(300, "--repeats", min=10, help="Timed predict calls per ranker."),
     seed: int = typer.Option(0, "--seed", help="Seed of negative sampling and the rankers."),
+    register: bool = typer.Option(
+        True,
+        "--register/--no-register",
+        help="Register the model in the MLflow registry (the first one becomes champion).",
+    ),
     as_json: bool = JsonOption,
 ) -> None:
-    """Fit candidate sources and LambdaRank rankers on the log; select one under the budget."""
+    """Fit candidate sources and LambdaRank rankers on the log; select one under the budget;
+    register it in MLflow with its lineage."""
     from feedstack.bench import measurements
     from feedstack.train.project import train_project
 
@@ -69,6 +75,11 @@ def train(
             say=_say,
         )
         folder = result["model_dir"]
+        if register:
+            from feedstack.core.spec import load_spec
+            from feedstack.registry.mlflow_registry import register_trained
+
+            result["registry"] = register_trained(root, result, load_spec(root))
         rec = measurements.record("train", result)
         path = measurements.save(root / "measurements", rec)
         if as_json:
