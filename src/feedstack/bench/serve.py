@@ -7,6 +7,8 @@ the same harness:
 1. the floor: the same framework answering a constant (HTTP ``GET /v1/ping``, gRPC
    ``grpc.health.v1.Health/Check``), closed loop: the most this transport can do on this machine
    in this run (``floor_rps``);
+   With a rate, the bare endpoint is also driven open loop at that rate
+   (``floor_p99_ms_at_rate``: what the machine adds to any request in this run);
 2. the feed: ``GET /v1/feed/{user}?k=`` or ``Feed/GetFeed`` with the project's user mix, open loop
    at ``rate`` (latency from each request's scheduled time) or, without a rate, closed loop to
    saturation.
@@ -200,6 +202,13 @@ def run_serve_bench(
         floor = run_loadgen(
             {**base, "target": "bare", "duration_s": min(duration_s, FLOOR_MAX_S)}, budget
         )
+        floor_at_rate = None
+        if rate is not None:
+            # The bare endpoint at the same offered rate: the latency this machine adds anyway
+            # (scheduling, the generator, other processes) in this run.
+            floor_at_rate = run_loadgen(
+                {**base, "target": "bare", "duration_s": duration_s, "rate": rate}, budget
+            )
         feed_cfg = {**base, "target": "feed", "duration_s": duration_s, "users": users}
         if rate is not None:
             feed_cfg["rate"] = rate
@@ -214,6 +223,7 @@ def run_serve_bench(
         "errors": feed["errors"],
         "floor_rps": floor["rps"],
         "rps_over_floor": round(feed["rps"] / floor["rps"], 3) if floor["rps"] else None,
+        "floor_p99_ms_at_rate": floor_at_rate["p99_ms"] if floor_at_rate else None,
         "protocol": protocol,
         "rate": rate,
         "mode": feed["mode"],
@@ -225,6 +235,7 @@ def run_serve_bench(
         "loadgen": "builtin-asyncio" if protocol == "http" else "grpc.aio",
         "feed": feed,
         "floor": floor,
+        "floor_at_rate": floor_at_rate,
         "ready": ready,
         "server_exit_code": exit_code,
     }
