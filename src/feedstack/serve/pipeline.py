@@ -263,8 +263,7 @@ class FeedPipeline:
             self.metrics.impressions.labels(version, arm).inc(len(items))
             with self._memo_lock:
                 self._served.remember(rid, (version, arm))
-        for it in items:
-            self.metrics.candidates.labels(it.source).inc()
+        self.metrics.count_sources(ranked.sources)
         lap("log", t)
         self.metrics.observe_stages(stage_ms)
         return Feed(rid, user_id, items, version, arm, reason, stage_ms)
@@ -352,8 +351,7 @@ class FeedPipeline:
         order = cand[np.lexsort((cand, -scores[cand]))]  # ties: first-stage order
         top = diversify(order, ctx.article_topic, k, self.spec.serve.max_per_topic)
         stage_ms["filter"] = (self._now() - t2) * 1000.0
-        for s in scores[top].tolist():
-            self.metrics.score.observe(s)
+        self.metrics.observe_scores(scores[top].tolist())
         names = entry.source_names
         return _Ranked(
             [entry.items[j] for j in top.tolist()],
