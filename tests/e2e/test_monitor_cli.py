@@ -155,3 +155,44 @@ def test_scenario_records_a_drift_measurement(proj: Path) -> None:
     assert doc["false_alarms"] == {"drift": 0, "p99_latency": 0, "latency_burn": 0}
     assert doc["detected_after_min"]["drift:any"] <= 5
     assert list((proj / "measurements").glob("drift-*.json"))
+
+
+def test_slo_against_a_real_feedstack_server(tmp_path: Path) -> None:
+    """`feedstack serve` (synthetic service) exports what the SLO scraper reads."""
+    import os
+
+    import httpx
+
+    from feedstack.bench.serve import ServerProcess, wait_ready
+    from feedstack.core.spec import write_default_spec
+
+    write_default_spec(tmp_path)
+    server = ServerProcess(
+        ["serve", "--service", "synthetic", "-p", str(tmp_path), "--port", "0",
+         "--grpc-port", "0", "--json"],
+        dict(os.environ),
+    )  # fmt: skip
+    try:
+        addr = server.addresses(60.0)
+        wait_ready(addr["http"], 60.0)
+        with httpx.Client(base_url=addr["http"], timeout=10) as http:
+            for i in range(40):
+                assert http.get(f"/v1/feed/u{i}", params={"k": 5}).status_code == 200
+        code, out, err = run(
+            "monitor",
+            "slo",
+            "-p",
+            str(tmp_path),
+            "--url",
+            f"{addr['http']}/metrics",
+            "--samples",
+            "1",
+            "--json",
+        )
+    finally:
+        server.stop()
+    assert code == 0, err
+    avail, latency = orjson.loads(out)["slos"]
+    assert avail["observed"]["total"] == 40 and avail["observed"]["bad"] == 0
+    assert latency["observed"]["total"] == 40
+    assert avail["budget_remaining"] == 1.0
