@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -11,9 +12,11 @@ from pathlib import Path
 import grpc
 import httpx
 import orjson
+import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from typer.testing import CliRunner
 
+from feedstack.bench.serve import run_serve_bench
 from feedstack.cli.main import app
 from feedstack.serve.grpc_gen import feed_pb2, feed_pb2_grpc
 from tests.factories import click
@@ -67,3 +70,13 @@ def test_bench_serve_prints_the_keys_and_records_them(tmp_path: Path) -> None:
     (rec,) = (tmp_path / "measurements").glob("serve-*.json")
     saved = orjson.loads(rec.read_bytes())
     assert saved["kind"] == "serve" and saved["result"]["protocol"] == "http"
+
+
+@pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk not installed (apt-get install wrk)")
+def test_bench_serve_saturation_with_wrk() -> None:
+    doc = run_serve_bench(
+        None, service="synthetic", duration_s=1.0, warmup_s=0.0, concurrency=4, loadgen="wrk"
+    )
+    assert doc["loadgen"] == "wrk" and doc["mode"] == "saturate"
+    assert doc["errors"] == 0 and doc["rps"] > 0 and doc["floor_rps"] > 0
+    assert doc["p50_ms"] <= doc["p99_ms"]

@@ -39,6 +39,9 @@ READY_TIMEOUT_S = 300.0  # the pipeline replays the log into its item cache befo
 MAX_USERS = 200_000
 FLOOR_MAX_S = 10.0
 PROTOCOLS = ("http", "grpc")
+# auto: wrk for HTTP saturation runs when installed (both the floor and the feed, same harness),
+# else the built-in generator; builtin: always the built-in one.
+LOADGENS = ("auto", "builtin", "wrk")
 
 
 def project_users(project: Path, limit: int = MAX_USERS) -> list[str]:
@@ -162,9 +165,22 @@ def run_serve_bench(
     connections: int = 64,
     warmup_s: float = 2.0,
     seed: int = 0,
+    loadgen: str = "auto",
 ) -> dict[str, Any]:
+    from feedstack.bench.wrk import run_wrk, wrk_path
+
     if protocol not in PROTOCOLS:
         raise InputError(f"--protocol must be http or grpc, got {protocol!r}")
+    if loadgen not in LOADGENS:
+        raise InputError(f"--loadgen must be one of {', '.join(LOADGENS)}, got {loadgen!r}")
+    wrk_fits = protocol == "http" and rate is None
+    if loadgen == "wrk" and not (wrk_fits and wrk_path()):
+        raise InputError(
+            "--loadgen wrk needs wrk on PATH, --protocol http and no --rate (wrk is closed-loop)"
+        )
+    use_wrk = loadgen == "wrk" or (loadgen == "auto" and wrk_fits and wrk_path() is not None)
+    engine = "wrk" if use_wrk else "builtin-asyncio" if protocol == "http" else "grpc.aio"
+    drive = run_wrk if use_wrk else run_loadgen
     if rate is not None and rate <= 0:
         raise InputError(f"--rate must be > 0, got {rate}")
     users: list[str] = []
@@ -199,7 +215,7 @@ def run_serve_bench(
             "seed": seed,
         }
         budget = duration_s + warmup_s + 60.0
-        floor = run_loadgen(
+        floor = drive(
             {**base, "target": "bare", "duration_s": min(duration_s, FLOOR_MAX_S)}, budget
         )
         floor_at_rate = None
@@ -212,7 +228,7 @@ def run_serve_bench(
         feed_cfg = {**base, "target": "feed", "duration_s": duration_s, "users": users}
         if rate is not None:
             feed_cfg["rate"] = rate
-        feed = run_loadgen(feed_cfg, budget)
+        feed = drive(feed_cfg, budget)
     finally:
         exit_code = server.stop()
     return {
@@ -232,7 +248,7 @@ def run_serve_bench(
         "service": service,
         "metrics": metrics,
         "users": len(users),
-        "loadgen": "builtin-asyncio" if protocol == "http" else "grpc.aio",
+        "loadgen": engine,
         "feed": feed,
         "floor": floor,
         "floor_at_rate": floor_at_rate,

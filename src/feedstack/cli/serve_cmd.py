@@ -136,6 +136,9 @@ def bench_serve(
     concurrency: int = typer.Option(
         32, "--concurrency", min=1, help="Closed-loop workers (saturation and the floor)."
     ),
+    loadgen: str = typer.Option(
+        "auto", "--loadgen", help="auto (wrk for HTTP saturation when installed), builtin, wrk."
+    ),
     as_json: bool = JsonOption,
 ) -> None:
     """Load-test `feedstack serve` from a separate process; floor_rps = a bare endpoint, same run.
@@ -159,5 +162,6 @@ def bench_serve(
             service=service,
             synthetic_cpu_ms=synthetic_cpu_ms,
             concurrency=concurrency,
+            loadgen=loadgen,
         )
         record_measurement("serve", result, root, as_json)
