@@ -106,9 +106,6 @@ class EventsServicer(_Base, feed_pb2_grpc.EventsServicer):
             counts = self.service.ingest(list(request.events))
         except Exception as exc:
             self._abort("events", exc, context, began)
-        self.metrics.ingest.labels("accepted").inc(counts.accepted)
-        self.metrics.ingest.labels("duplicate").inc(counts.duplicates)
-        self.metrics.ingest.labels("rejected").inc(counts.rejected)
         self._observe("events", "2xx", began)
         return feed_pb2.IngestResponse(
             accepted=counts.accepted,

@@ -214,9 +214,6 @@ def create_app(
             counts = await run_in_threadpool(service.ingest, payloads)
         except Exception as exc:
             return failed("events", exc, began)
-        m.ingest.labels("accepted").inc(counts.accepted)
-        m.ingest.labels("duplicate").inc(counts.duplicates)
-        m.ingest.labels("rejected").inc(counts.rejected)
         body = counts_body(counts)
         status = 202
         if counts.rejected and not (counts.accepted or counts.duplicates):

@@ -74,7 +74,7 @@ class SyntheticFeedService:
                     self.events[event.event_id] = raw
                     accepted += 1
         errors = [
-            {"line": str(r.line), "field": r.field, "reason": r.reason}
+            {"index": str(r.line - 1), "field": r.field, "reason": r.reason}
             for r in rejections[:MAX_ERRORS_SHOWN]
         ]
         return IngestCounts(accepted, duplicates, len(rejections), errors)
