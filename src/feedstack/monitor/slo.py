@@ -48,7 +48,7 @@ class BurnCondition:
 
     @property
     def name(self) -> str:
-        return f"{_dur(self.long_s)}/{_dur(self.short_s)}"
+        return f"{duration_label(self.long_s)}/{duration_label(self.short_s)}"
 
 
 WORKBOOK_CONDITIONS = (
@@ -181,7 +181,7 @@ class SloReport:
             },
             "budget_remaining": None if remaining is None else round(remaining, 6),
             "burn_rates": {
-                _dur(w): round(counts.burn_rate(self.slo), 4)
+                duration_label(w): round(counts.burn_rate(self.slo), 4)
                 for w, counts in self._windows().items()
             },
             "conditions": [c.to_json() for c in self.conditions],
@@ -231,7 +231,7 @@ def spec_slos(latency: Latency, monitor: Monitor) -> tuple[Slo, Slo]:
     )
 
 
-def _dur(seconds: float) -> str:
+def duration_label(seconds: float) -> str:
     for unit, size in (("d", 86_400), ("h", 3_600), ("m", 60)):
         if seconds >= size and seconds % size == 0:
             return f"{int(seconds // size)}{unit}"
