@@ -54,6 +54,15 @@ def test_drift_on_the_project_log_with_a_dry_run_retrain(proj: Path) -> None:
     assert doc["thresholds"]["kl_alert"] == 0.05
 
 
+def test_drift_writes_gauges_for_the_textfile_collector(proj: Path, tmp_path: Path) -> None:
+    prom = tmp_path / "drift.prom"
+    code, _, err = run("monitor", "drift", "-p", str(proj), "--metrics-file", str(prom))
+    assert code == 0, err
+    text = prom.read_text()
+    assert 'feedstack_drift_kl_divergence{feature="click_topic"}' in text
+    assert 'feedstack_drift_ks_p_value{feature="dwell_ms"}' in text
+
+
 def test_drift_between_two_parquet_files(tmp_path: Path, proj: Path) -> None:
     rng = np.random.default_rng(0)
     ref = pa.table({"x": rng.normal(0, 1, 5000), "topic": rng.choice(["a", "b"], 5000)})

@@ -85,9 +85,17 @@ def drift(
     apply: bool = typer.Option(
         False, "--apply", help="With --retrain: really run `feedstack train` (default: dry run)."
     ),
+    metrics_file: Path | None = typer.Option(
+        None,
+        "--metrics-file",
+        help="Also write the drift gauges there (node_exporter textfile collector, *.prom).",
+    ),
     as_json: bool = JsonOption,
 ) -> None:
     """Compare a live window with the reference, per feature: KS, PSI, KL and a verdict.
+
+    Run every minute with --metrics-file in node_exporter's textfile folder, the gauges feed
+    the generated FeedstackFeatureDrift alert.
 
     With --reference and --live, every column both Parquet files share is compared (numbers:
     KS + binned PSI/KL; strings: categorical PSI/KL). Without them, the project's log is read:
@@ -129,6 +137,18 @@ def drift(
             "thresholds": spec.drift.model_dump(),
             **report.to_json(),
         }
+        if metrics_file is not None:
+            from prometheus_client import write_to_textfile
+
+            from feedstack.monitor.metrics import DriftMetrics
+
+            gauges = DriftMetrics()
+            gauges.publish(report.features)
+            try:
+                write_to_textfile(str(metrics_file), gauges.registry)  # temp file + rename
+            except OSError as exc:
+                raise InputError(f"--metrics-file {metrics_file}: {exc}") from None
+            result["metrics_file"] = str(metrics_file)
         if retrain:
             result["retrain"] = _retrain(report, root, spec, dry_run=not apply, now_s=time.time())
     _show(result, as_json)

@@ -34,6 +34,8 @@ def run_monitor_stage(spec: Spec, out_dir: Path, seed: int = 0) -> dict[str, Any
             "dwell_shift_detected_after_min": d.get("drift:dwell_ms"),
             "slowdown_detected_after_min": d.get("p99_latency"),
         },
+        # One row per simulated minute after the reference: KL per feature, p99, what fired.
+        "timeline": scenario.timeline,
         "files": {k: str(v) for k, v in files.items()},
         "promtool": checked,
     }
