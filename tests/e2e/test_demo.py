@@ -14,6 +14,7 @@ from feedstack.demo.stages import STAGES
 def test_demo_runs_every_stage(tmp_path: Path) -> None:
     out = tmp_path / "demo"
     args = ["demo", "--out", str(out), "--users", "150", "--articles", "80", "--days", "1"]
+    args += ["--online-seconds", "3"]
     result = CliRunner().invoke(app, [*args, "--json"])
     assert result.exit_code == 0, result.stderr
     doc = orjson.loads(result.stdout)
@@ -22,3 +23,13 @@ def test_demo_runs_every_stage(tmp_path: Path) -> None:
     assert doc["results"]["ingest"]["rejected"] == 0
     assert doc["results"]["ingest"]["reingest_duplicates"] == doc["results"]["ingest"]["accepted"]
     assert orjson.loads((out / "demo.json").read_bytes())["ok"] is True
+    # The online half: live traffic over HTTP served and its events accepted, the bad canary
+    # rolled back, the report written with its eight sections.
+    live = doc["results"]["serve"]
+    assert live["ok"] == live["requests"] > 0 and live["events_accepted"] == live["events_posted"]
+    assert doc["results"]["rollout"]["bad_canary"]["outcome"] == "rolled_back"
+    report = orjson.loads((out / "report" / "report.json").read_bytes())
+    assert {"problem", "metrics", "data", "model", "serve", "scale", "monitor", "cost"} <= set(
+        report
+    )
+    assert (out / "report" / "report.html").is_file()

@@ -97,11 +97,15 @@ def run_live_traffic(
     cpu0 = process_cpu_s(server_pid) if server_pid else None
     t0 = time.monotonic() + 0.2
 
+    clients: list[httpx.Client] = []
+
     def client() -> httpx.Client:
         c: httpx.Client | None = getattr(local, "client", None)
         if c is None:
             c = httpx.Client(base_url=http_url, timeout=10.0)
             local.client = c
+            with tally.lock:
+                clients.append(c)
         return c
 
     def one(i: int) -> None:
@@ -158,8 +162,12 @@ def run_live_traffic(
             tally.events_accepted += accepted
 
     began = time.monotonic()
-    with ThreadPoolExecutor(max_workers=threads) as pool:
-        list(pool.map(one, range(n)))
+    try:
+        with ThreadPoolExecutor(max_workers=threads) as pool:
+            list(pool.map(one, range(n)))
+    finally:
+        for c in clients:
+            c.close()
     wall_s = time.monotonic() - began
     cpu1 = process_cpu_s(server_pid) if server_pid else None
     lat = np.asarray(tally.latencies_ms)

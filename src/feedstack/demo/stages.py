@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from feedstack.core.spec import load_spec, write_default_spec
+from feedstack.demo import online
 from feedstack.ingest.pipeline import Ingestor
 from feedstack.ingest.readers import check_inputs, read_events
 from feedstack.world import WorldConfig, write_world
@@ -26,6 +27,7 @@ class DemoContext:
     articles: int
     days: int
     seed: int
+    online_seconds: float = 20.0  # each online measurement (live traffic, load, freshness)
     results: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -182,6 +184,18 @@ STAGES: list[Stage] = [
     ("features", "features: Feast apply, backfill online + offline, a lookup", stage_features),
     ("training_data", "point-in-time training data from the feature rows", stage_training_data),
     ("train", "train the two-stage recommender and select a ranker", stage_train),
+    ("candidates", "batch job: top candidates per user into the cache", online.stage_candidates),
+    ("register", "register the model in MLflow with its lineage", online.stage_register),
+    ("serve", "serve over HTTP; live simulated users click and post events", online.stage_serve),
+    (
+        "serve_bench",
+        "load benchmark at 300 requests/s (separate process)",
+        online.stage_serve_bench,
+    ),
+    ("freshness", "event -> online feature lag at 5,000 events/s", online.stage_freshness),
+    ("rollout", "canaries: bad one rolled back, better one promoted; A/B", online.stage_rollout),
+    ("monitor", "alert rules + promtool; drift and slowdown detection", online.stage_monitor),
+    ("report", "capacity and cost plan; the design report", online.stage_report),
 ]
 
 
