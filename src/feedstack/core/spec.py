@@ -7,6 +7,7 @@ Unknown keys are rejected; every error names the dotted key and the offending va
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 from typing import Any, Literal
 
@@ -206,7 +207,7 @@ class Registry(_Section):
         steps = self.canary_steps_pct
         if not steps or steps[-1] != 100.0 or any(not 0 < s <= 100 for s in steps):
             raise ValueError(f"canary_steps_pct must be in (0, 100] and end at 100, got {steps}")
-        if any(b <= a for a, b in zip(steps, steps[1:], strict=False)):
+        if any(b <= a for a, b in itertools.pairwise(steps)):
             raise ValueError(f"canary_steps_pct must increase, got {steps}")
         return self
 
