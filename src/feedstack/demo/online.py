@@ -148,22 +148,11 @@ def stage_rollout(ctx: DemoContext) -> dict[str, Any]:
 def stage_monitor(ctx: DemoContext) -> dict[str, Any]:
     """Alert rules and dashboard from the spec (checked by promtool when installed), and the
     drift + slowdown scenario: injected after a steady simulated hour, when was each caught."""
-    from feedstack.monitor.bundle import promtool_check, promtool_path, write_monitoring_files
-    from feedstack.monitor.scenario import ScenarioConfig, run_drift_scenario
+    from feedstack.monitor.stage import run_monitor_stage
 
-    spec = load_spec(ctx.project)
-    out = ctx.project / "monitor"
-    paths = write_monitoring_files(spec, out)
-    promtool = promtool_check(out) if promtool_path() is not None else None
-    scenario = run_drift_scenario(spec, ScenarioConfig(seed=ctx.seed))
-    summary = scenario.summary()
-    _record(ctx, "drift", summary)
-    return {
-        "files": {name: str(path) for name, path in paths.items()},
-        "promtool": promtool if promtool is not None else "not installed",
-        "detected_after_min": summary.get("detected_after_min"),
-        "false_alarms": summary.get("false_alarms"),
-    }
+    result = run_monitor_stage(load_spec(ctx.project), ctx.project / "monitor", seed=ctx.seed)
+    _record(ctx, "drift", result["scenario"])
+    return {k: result[k] for k in ("headline", "files", "promtool")}
 
 
 def stage_report(ctx: DemoContext) -> dict[str, Any]:
