@@ -9,6 +9,7 @@ finish its calls, and the function returns (exit code 0).
 
 from __future__ import annotations
 
+import gc
 import signal
 import socket
 import threading
@@ -104,6 +105,12 @@ def run_server(
             set_serving(health, ok)
             stopping.wait(READY_POLL_S)
 
+    # Everything built so far (models, caches, item features: ~250k objects for a 3,000-user
+    # project) lives as long as the process; freezing it keeps the collector from rescanning it
+    # in every full collection, which took 70 ms on an idle core and surfaced as 100-170 ms p99
+    # spikes under load (measured with gc.collect(2) after build_service; 0.0 ms once frozen).
+    gc.collect()
+    gc.freeze()
     grpc_server.start()
     set_serving(health, service.ready()[0])
     follower = threading.Thread(target=_follow_readiness, name="grpc-health", daemon=True)
