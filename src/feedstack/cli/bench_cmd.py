@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+import orjson
 import typer
 
 from feedstack.bench import measurements
@@ -44,6 +45,23 @@ TARGETS = {
     "bench-world": [
         "100,000 users / ~1,000,000 events generated in <= 60 s",
         "1,000,000 users streamed to disk with peak memory <= 2 GB",
+    ],
+    "serve": [
+        "p99 <= 15 ms at 300 requests/s; >= 600 requests/s at saturation; the same with the "
+        "candidate cache in Redis (2 cores, load generator on the same machine, 500 candidates)",
+    ],
+    "bench-request-path": [
+        "one process holds models + item features for 100,000 articles in <= 1 GB"
+    ],
+    "metrics-overhead": ["metrics cost <= 5 % of request CPU (same server, metrics off, one run)"],
+    "bench-rollout": [
+        "a bad canary is rolled back before it served 5 % of the day's requests and within 10 "
+        "minutes of simulated traffic",
+    ],
+    "bench-abtest": ["the A/B lift's 95 % interval covers the true lift in >= 19 of 20 seeds"],
+    "drift": [
+        "drift detected within 5 minutes of simulated traffic after injection; no false alarm "
+        "over a 1-hour steady run",
     ],
 }
 
@@ -114,11 +132,106 @@ def _feature_benches(quick: bool) -> list[dict[str, Any]]:
     return out
 
 
+def _serving_project(work: Path, quick: bool) -> Path:
+    """A trained project with a filled candidate cache: the demo's offline stages at demo size
+    (the serving, rollout and monitoring benchmarks need a model and users)."""
+    from feedstack.demo import online
+    from feedstack.demo.stages import STAGES, DemoContext, run_stage
+
+    ctx = DemoContext(
+        out=work,
+        users=300 if quick else 5_000,
+        articles=150 if quick else 1_500,
+        days=1 if quick else 3,
+        seed=7,
+    )
+    offline = ("project", "world", "ingest", "features", "train", "candidates")
+    for name, title, fn in STAGES:
+        if name in offline:
+            console.print(f"[dim]serving project:[/dim] {title}")
+            run_stage(ctx, name, fn)
+    online.serve_as_of_log(ctx.project)
+    return ctx.project
+
+
+def _serving_benches(quick: bool, work: Path) -> list[dict[str, Any]]:
+    """The feed API under load (HTTP at the reference 300 req/s and at saturation, gRPC, the
+    candidate cache in Redis), the request path in-process, metric overhead, the canary and A/B
+    benchmarks and the drift scenario."""
+    from feedstack.bench.metrics_overhead import run_metrics_overhead
+    from feedstack.bench.serve import run_serve_bench
+    from feedstack.bench.serve_inproc import run_serve_inproc_bench
+    from feedstack.core.spec import load_spec, render_spec
+    from feedstack.monitor.scenario import ScenarioConfig, run_drift_scenario
+    from feedstack.registry.benchmarks import run_abtest_bench, run_rollout_bench
+    from feedstack.train.candidate_cache import build_candidate_cache
+
+    project = _serving_project(work, quick)
+    seconds = 3.0 if quick else 20.0
+    out = []
+    for protocol, rate in (("http", 300.0), ("http", None), ("grpc", 300.0)):
+        console.print(f"[bold]bench serve[/bold] ({protocol}, rate {rate or 'saturation'})")
+        res = run_serve_bench(project, protocol=protocol, rate=rate, duration_s=seconds)
+        out.append(measurements.record("serve", res))
+    # The same at 300 req/s with the candidate cache in Redis (rebuilt there).
+    spec_file = project / "feedstack.yaml"
+    embedded = spec_file.read_text(encoding="utf-8")
+    spec = load_spec(project)
+    prefix = f"fsbench{os.getpid()}"
+    url = f"{_redis_url(True)}?prefix={prefix}"
+    redis_spec = spec.model_copy(
+        update={"backends": spec.backends.model_copy(update={"candidate_cache": url})}
+    )
+    spec_file.write_text(render_spec(redis_spec), encoding="utf-8")
+    try:
+        build_candidate_cache(project)
+        console.print("[bold]bench serve[/bold] (http, 300 req/s, candidate cache in Redis)")
+        res = run_serve_bench(project, protocol="http", rate=300.0, duration_s=seconds)
+        out.append(measurements.record("serve", res))
+    finally:
+        spec_file.write_text(embedded, encoding="utf-8")
+        _drop_redis_prefix(url, prefix)
+    console.print("[bold]bench serve-inproc[/bold] (request path, 100,000 articles)")
+    res = run_serve_inproc_bench(
+        project, 2_000 if quick else 100_000, 200 if quick else 1_000, 300 if quick else 3_000
+    )
+    out.append(measurements.record("bench-request-path", res))
+    console.print("[bold]monitor overhead[/bold] (metrics on vs off, one run)")
+    res = run_metrics_overhead(project, rate=100.0, duration_s=seconds, rounds=1 if quick else 2)
+    out.append(measurements.record("metrics-overhead", res))
+    console.print("[bold]bench rollout[/bold] and [bold]bench abtest[/bold] (simulated world)")
+    spec = load_spec(project)
+    out.append(
+        measurements.record(
+            "bench-rollout", run_rollout_bench(spec, bad_reps=3 if quick else 20, good_reps=1)
+        )
+    )
+    out.append(
+        measurements.record("bench-abtest", run_abtest_bench(spec, repetitions=2 if quick else 20))
+    )
+    console.print("[bold]monitor scenario[/bold] (drift and slowdown detection)")
+    out.append(measurements.record("drift", run_drift_scenario(spec, ScenarioConfig()).summary()))
+    return out
+
+
+def _drop_redis_prefix(url: str, prefix: str) -> None:
+    from feedstack.storage.urls import redis_client
+
+    client = redis_client(url)
+    keys = list(client.scan_iter(match=f"{prefix}*", count=1_000))
+    for i in range(0, len(keys), 1_000):
+        client.delete(*keys[i : i + 1_000])
+    client.close()
+
+
 @app.command("all")
 def all_(
     out: Path = typer.Option(Path("docs/benchmarks.md"), "--out", help="Markdown file to write."),
     quick: bool = typer.Option(
         False, "--quick", help="Small sizes (a smoke run, not the numbers)."
+    ),
+    work: Path | None = typer.Option(
+        None, "--work", help="Folder for the serving benchmarks' project (default bench-out)."
     ),
     project: Path | None = ProjectOption,
     as_json: bool = JsonOption,
@@ -141,6 +254,7 @@ def all_(
         )
         records.append(measurements.record("bench-world", res))
         records.extend(_feature_benches(quick))
+        records.extend(_serving_benches(quick, Path(work) if work else Path("bench-out")))
         gowalla_dir = Path("../shared/data/gowalla")
         if not quick and gowalla_dir.is_dir():
             from feedstack.bench.gowalla import run_gowalla_bench
@@ -174,7 +288,19 @@ NOTES = {
     ],
 }
 
-REPORT_KINDS = ("bench-ingest", "bench-world", "bench-worker", "bench-features", "bench-gowalla")
+REPORT_KINDS = (
+    "bench-ingest",
+    "bench-world",
+    "bench-worker",
+    "bench-features",
+    "bench-gowalla",
+    "bench-request-path",
+    "metrics-overhead",
+    "bench-rollout",
+    "bench-abtest",
+    "drift",
+)
+SERVE_RUNS = 4  # bench all: HTTP at 300 req/s, HTTP saturation, gRPC, Redis candidate cache
 
 
 @app.command("gowalla")
@@ -211,6 +337,8 @@ def report(
         folder = project_dir(project) / "measurements"
         records = [r for k in REPORT_KINDS if (r := measurements.latest(folder, k)) is not None]
         records[2:2] = measurements.latest_by(folder, "bench-freshness", "backend")
+        serve_runs = sorted(folder.glob("serve-*.json"))[-SERVE_RUNS:]
+        records[7:7] = [orjson.loads(p.read_bytes()) for p in serve_runs]
         out.write_text(render(records, TARGETS, NOTES), encoding="utf-8")
         if as_json:
             emit_json({"out": str(out), "kinds": [r["kind"] for r in records]})

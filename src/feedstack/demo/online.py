@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import secrets
 from datetime import timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from feedstack.bench import measurements
@@ -49,14 +50,14 @@ def stage_register(ctx: DemoContext) -> dict[str, Any]:
     return register_trained(ctx.project, rec["result"], load_spec(ctx.project))
 
 
-def _serve_as_of_log(ctx: DemoContext) -> None:
+def serve_as_of_log(project: Path) -> None:
     """The world ends at the moment it was generated; by the time the server starts, minutes
     have passed and the newest articles are older than they were. ``serve.clock: log`` serves
     as of the newest event the server has read, which the live traffic then moves forward."""
-    spec = load_spec(ctx.project)
+    spec = load_spec(project)
     if spec.serve.clock != "log":
         spec = spec.model_copy(update={"serve": spec.serve.model_copy(update={"clock": "log"})})
-        (ctx.project / "feedstack.yaml").write_text(render_spec(spec), encoding="utf-8")
+        (project / "feedstack.yaml").write_text(render_spec(spec), encoding="utf-8")
 
 
 def stage_serve(ctx: DemoContext) -> dict[str, Any]:
@@ -66,7 +67,7 @@ def stage_serve(ctx: DemoContext) -> dict[str, Any]:
     from feedstack.bench.serve import ServerProcess, wait_ready
     from feedstack.world import NewsWorld, load_world_config
 
-    _serve_as_of_log(ctx)
+    serve_as_of_log(ctx.project)
     key = secrets.token_hex(16)
     env = dict(os.environ, FEEDSTACK_API_KEYS=key)
     args = ["serve", "--project", str(ctx.project), "--port", "0", "--grpc-port", "0", "--json"]
