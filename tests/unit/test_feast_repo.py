@@ -193,3 +193,14 @@ def test_status_reports_stale_definitions(tmp_path: Path) -> None:
     text = repo.yaml_path.read_text().replace(definitions_version(), "000000000000")
     repo.yaml_path.write_text(text)
     assert repo_status(repo)["stale"] is True
+
+
+def test_relative_project_gives_absolute_repo_paths(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Regression: `feedstack demo --out demo-out` (a relative project) made `feast apply`, which
+    runs in the repo folder, resolve the online store path against it a second time."""
+    monkeypatch.chdir(tmp_path)
+    repo = FeastRepo.for_project(Path("rel/project"))
+    assert repo.path.is_absolute() and repo.sqlite_path.is_absolute()
+    assert repo.sqlite_path == tmp_path / "rel" / "project" / "data" / "feast" / "online.db"

@@ -129,6 +129,9 @@ class FeastRepo:
         """The repo of a feedstack project: ``<project>/data/feast``; backends by URL (relative
         paths resolve against the project). With Redis, the URL's ``?prefix=`` names the Feast
         project (Feast ends every key with the project name), else ``name`` or 'feedstack'."""
+        # Absolute: `feast apply` runs in the repo folder and resolves relative paths in
+        # feature_store.yaml against it (a relative project doubled the path).
+        project_dir = project_dir.resolve()
         online = parse_backend_url(online_url, "online_features", ONLINE_SCHEMES, project_dir)
         offline = parse_backend_url(offline_url, "offline_features", OFFLINE_SCHEMES, project_dir)
         project = name or DEFAULT_PROJECT
