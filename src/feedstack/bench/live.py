@@ -20,7 +20,6 @@ serving-core prediction is checked against.
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 import uuid
@@ -29,12 +28,12 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import httpx
 import numpy as np
 
+from feedstack.bench.machine import process_cpu_s
 from feedstack.world import NewsWorld
 
 
@@ -53,16 +52,6 @@ class _Tally:
     sources: Counter[str] = field(default_factory=Counter)
     events_posted: int = 0
     events_accepted: int = 0
-
-
-def process_cpu_s(pid: int) -> float | None:
-    """User + system CPU seconds of a process (Linux ``/proc``), None where unavailable."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-    ticks = os.sysconf("SC_CLK_TCK")
-    return (int(fields[11]) + int(fields[12])) / ticks  # utime, stime (proc(5), fields 14-15)
 
 
 def zipf_users(users: Sequence[str], n: int, rng: np.random.Generator, a: float = 1.1) -> list[str]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import platform
 from importlib import metadata
+from pathlib import Path
 from typing import Any
 
 _PACKAGES = ("numpy", "pyarrow", "duckdb", "pydantic", "orjson", "redis", "feast", "lightgbm")
@@ -47,3 +48,13 @@ def machine_info() -> dict[str, Any]:
         "platform": platform.platform(),
         "versions": versions,
     }
+
+
+def process_cpu_s(pid: int) -> float | None:
+    """User + system CPU seconds of a process (Linux ``/proc``), None where unavailable."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    ticks = os.sysconf("SC_CLK_TCK")
+    return (int(fields[11]) + int(fields[12])) / ticks  # utime, stime (proc(5), fields 14-15)

@@ -33,6 +33,7 @@ from typing import Any
 import httpx
 import orjson
 
+from feedstack.bench.machine import process_cpu_s
 from feedstack.core.errors import BackendUnavailable, InputError
 
 READY_TIMEOUT_S = 300.0  # the pipeline replays the log into its item cache before it is ready
@@ -228,7 +229,12 @@ def run_serve_bench(
         feed_cfg = {**base, "target": "feed", "duration_s": duration_s, "users": users}
         if rate is not None:
             feed_cfg["rate"] = rate
+        # The server's CPU over the feed run: what this load cost in cores (the planner's
+        # requests/s per core comes from here, not from assuming one core per process).
+        cpu0, began = process_cpu_s(server.proc.pid), time.monotonic()
         feed = drive(feed_cfg, budget)
+        elapsed_s = time.monotonic() - began
+        cpu1 = process_cpu_s(server.proc.pid)
     finally:
         exit_code = server.stop()
     return {
@@ -254,4 +260,6 @@ def run_serve_bench(
         "floor_at_rate": floor_at_rate,
         "ready": ready,
         "server_exit_code": exit_code,
+        "elapsed_s": round(elapsed_s, 3),
+        "server_cpu_s": round(cpu1 - cpu0, 3) if cpu0 is not None and cpu1 is not None else None,
     }
