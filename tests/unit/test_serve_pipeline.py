@@ -299,6 +299,17 @@ def test_canary_routing_is_stable_per_user(parts: Parts) -> None:
     feed = next(svc.feed(u, 3) for u in users if arms[u] == "challenger")
     assert feed.arm == "challenger"
     svc.close()
+    # Each arm's requests and latency are counted: what `rollout step --metrics-url` compares.
+    served = {arm: 0 for arm in ("champion", "challenger")}
+    for u in users:
+        served[arms[u]] += 1
+    for arm in ("champion", "challenger"):
+        n = sum(
+            _count(parts, "feedstack_arm_requests_total", arm=arm, outcome=o)
+            for o in ("ok", "fallback")
+        )
+        timed = _count(parts, "feedstack_arm_request_duration_seconds_count", arm=arm)
+        assert n == timed >= served[arm]
 
 
 def test_candidates_build_cli_reports_users_and_bytes(parts: Parts) -> None:

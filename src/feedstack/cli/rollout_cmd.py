@@ -84,8 +84,13 @@ def status(project: Path | None = ProjectOption, as_json: bool = JsonOption) -> 
 
 @app.command("step")
 def step(
-    observed: Path = typer.Option(
-        ..., "--observed", help='JSON: {"canary": {...}, "control": {...}} cumulative counters.'
+    observed: Path | None = typer.Option(
+        None, "--observed", help='JSON: {"canary": {...}, "control": {...}} cumulative counters.'
+    ),
+    metrics_url: str | None = typer.Option(
+        None,
+        "--metrics-url",
+        help="Or scrape a serving replica's /metrics (per-arm counters) for the observations.",
     ),
     registry: bool = RegistryOption,
     project: Path | None = ProjectOption,
@@ -96,11 +101,27 @@ def step(
     from feedstack.registry.rollout import observations_from_json
 
     with cli_errors():
-        try:
-            doc = json.loads(observed.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            raise InputError(f"--observed {observed}: unreadable ({exc})") from None
-        canary, control = observations_from_json(doc, str(observed))
+        if (observed is None) == (metrics_url is None):
+            raise InputError("give exactly one of --observed FILE or --metrics-url URL")
+        if metrics_url is not None:
+            import httpx
+
+            from feedstack.core.errors import BackendUnavailable
+            from feedstack.registry.observe import observed_from_metrics
+
+            try:
+                text = httpx.get(metrics_url, timeout=10.0).raise_for_status().text
+            except httpx.HTTPError as exc:
+                raise BackendUnavailable(f"--metrics-url {metrics_url}: {exc}") from None
+            doc, where = observed_from_metrics(text), metrics_url
+        else:
+            assert observed is not None
+            try:
+                doc = json.loads(observed.read_text(encoding="utf-8"))
+            except (OSError, ValueError) as exc:
+                raise InputError(f"--observed {observed}: unreadable ({exc})") from None
+            where = str(observed)
+        canary, control = observations_from_json(doc, where)
         runner, _ = _runner(project_dir(project), registry)
         decision = runner.step(canary, control, datetime.now(UTC))
         _show(decision.to_json(), as_json)

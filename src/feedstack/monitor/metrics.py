@@ -87,6 +87,8 @@ class ServingMetrics:
     clicks: Counter
     ingest: Counter
     model_info: Gauge
+    arm_requests: Counter
+    arm_seconds: Histogram
 
     def __init__(self, registry: CollectorRegistry | None = None, enabled: bool = True) -> None:
         self.registry = registry if registry is not None else CollectorRegistry()
@@ -98,8 +100,9 @@ class ServingMetrics:
                 setattr(self, name, cast(Histogram, noop))
             for name in ("requests", "fallbacks", "errors", "cache", "candidates"):
                 setattr(self, name, cast(Counter, noop))
-            for name in ("impressions", "clicks", "ingest"):
+            for name in ("impressions", "clicks", "ingest", "arm_requests"):
                 setattr(self, name, cast(Counter, noop))
+            self.arm_seconds = cast(Histogram, noop)
             self.model_info = cast(Gauge, noop)
             return
         self.request_seconds = _Histogram(
@@ -168,6 +171,21 @@ class ServingMetrics:
             "feedstack_ingest_events",
             "Events received by the API, by result (accepted, duplicate, rejected).",
             ["result"],
+            registry=r,
+        )
+        # Per arm (champion = control, challenger = canary): what the rollout controller
+        # compares (registry/observe.py reads them from a scrape).
+        self.arm_requests = _Counter(
+            "feedstack_arm_requests",
+            "Feed requests by arm and outcome (ok, fallback).",
+            ["arm", "outcome"],
+            registry=r,
+        )
+        self.arm_seconds = _Histogram(
+            "feedstack_arm_request_duration_seconds",
+            "Feed request-path latency by arm (canary vs control).",
+            ["arm"],
+            buckets=LATENCY_BUCKETS_S,
             registry=r,
         )
         self.model_info = Gauge(

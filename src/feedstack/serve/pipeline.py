@@ -266,6 +266,8 @@ class FeedPipeline:
         self.metrics.count_sources(ranked.sources)
         lap("log", t)
         self.metrics.observe_stages(stage_ms)
+        self.metrics.arm_requests.labels(arm, "ok" if reason is None else "fallback").inc()
+        self.metrics.arm_seconds.labels(arm).observe(sum(stage_ms.values()) / 1000.0)
         return Feed(rid, user_id, items, version, arm, reason, stage_ms)
 
     def ingest(self, payloads: Sequence[bytes]) -> IngestCounts:
