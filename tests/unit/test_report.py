@@ -59,9 +59,12 @@ def write_records(folder: Path) -> None:
                                "first_stage": {"recall@20": 0.15}},
           "2026-11-24T08:04:00+00:00")  # fmt: skip
     for backend, p99 in (("sqlite", 900.0), ("redis", 1500.0)):
+        # The record's real shape: percentiles, and lag_all_ms a summary (a regression: the
+        # freshness CDF expected a list of every lag and was never drawn from real records).
         _save(folder, "bench-freshness", {"backend": backend, "lag_p50_ms": 100.0,
-                                          "lag_p99_ms": p99, "events_per_s": 5000.0,
-                                          "lag_all_ms": [50.0, 100.0, 300.0, p99]},
+                                          "lag_p95_ms": 300.0, "lag_p99_ms": p99,
+                                          "lag_max_ms": 2 * p99, "events_per_s": 5000.0,
+                                          "lag_all_ms": {"p50": 100.0, "p99": p99, "n": 9}},
               f"2026-11-24T08:05:0{len(backend)}+00:00")  # fmt: skip
     _save(folder, "bench-ingest", {"embedded": {"events_per_s": 150_000}},
           "2026-11-24T08:06:00+00:00")  # fmt: skip

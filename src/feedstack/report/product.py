@@ -230,7 +230,7 @@ def data(ctx: Context) -> Section:
             q = ctx.measured(kind, path, unit)
             if q is not None:
                 s.add(f"{kind}.{path}", q)
-    lags: dict[str, list[float]] = {}
+    lags: dict[str, dict[float, float]] = {}
     for rec in ctx.m.freshness:
         r = rec["result"]
         backend = str(r.get("backend"))
@@ -242,14 +242,27 @@ def data(ctx: Context) -> Section:
                                       f"bench-freshness {backend} ({key})", rec["command"],
                                       rec["measured_at"]),
                 )  # fmt: skip
-        if isinstance(r.get("lag_all_ms"), list) and r["lag_all_ms"]:
-            lags[backend] = [float(v) for v in r["lag_all_ms"]]
+        quantiles = _lag_quantiles(r)
+        if quantiles:
+            lags[backend] = quantiles
     if lags:
         name = plots.freshness_cdf(ctx.out, lags, ctx.spec.freshness.feature_max_lag_s)
         s.plots.append((name, "Event -> online-store lag (bench-freshness)"))
     else:
         s.need(HOW_TO_MEASURE["bench-freshness"])
     return s
+
+
+def _lag_quantiles(result: dict[str, Any]) -> dict[float, float]:
+    """{quantile: lag ms} of a bench-freshness record: its ``lag_quantiles_ms`` (a CDF in ~10
+    points), else the p50/p95/p99/max it always has."""
+    q = result.get("lag_quantiles_ms")
+    if isinstance(q, dict) and q:
+        return {float(k): float(v) for k, v in q.items()}
+    points = {0.5: "lag_p50_ms", 0.95: "lag_p95_ms", 0.99: "lag_p99_ms", 1.0: "lag_max_ms"}
+    return {
+        k: float(result[v]) for k, v in points.items() if isinstance(result.get(v), int | float)
+    }
 
 
 def model(ctx: Context) -> Section:
