@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from feedstack.bench.machine import process_cpu_s
 from feedstack.bench.serve import ServerProcess, project_users, run_loadgen, wait_ready
 from feedstack.core.errors import InputError, NotSupported
 
@@ -32,15 +33,12 @@ IDLE_S = 2.0
 OVERHEAD_TARGET = 0.05  # issue 6: metrics cost at most 5 % of request CPU
 
 
-def process_cpu_s(pid: int) -> float:
-    """User + system CPU seconds of a process so far (Linux /proc)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError as exc:
-        raise NotSupported(f"cannot read /proc/{pid}/stat (Linux only): {exc}") from None
-    # Fields after the command name: state is field 3, utime 14 and stime 15 (proc(5)).
-    utime, stime = int(fields[11]), int(fields[12])
-    return (utime + stime) / os.sysconf("SC_CLK_TCK")
+def _cpu_s(pid: int) -> float:
+    """The server's CPU seconds so far; this benchmark cannot do without them."""
+    cpu = process_cpu_s(pid)
+    if cpu is None:
+        raise NotSupported(f"cannot read /proc/{pid}/stat (Linux only)")
+    return cpu
 
 
 def _one(
@@ -77,14 +75,14 @@ def _one(
         warm_s = min(1.0, duration_s)
         run_loadgen({**base, "duration_s": warm_s, "warmup_s": 0.0, "rate": rate}, budget)
         pid = server.proc.pid
-        idle0 = process_cpu_s(pid)
+        idle0 = _cpu_s(pid)
         time.sleep(idle_s)  # the server's own background CPU, to subtract
-        idle_rate = (process_cpu_s(pid) - idle0) / idle_s
-        cpu0, t0 = process_cpu_s(pid), time.perf_counter()
+        idle_rate = (_cpu_s(pid) - idle0) / idle_s
+        cpu0, t0 = _cpu_s(pid), time.perf_counter()
         feed = run_loadgen(
             {**base, "duration_s": duration_s, "warmup_s": 0.0, "rate": rate}, budget
         )
-        cpu1, t1 = process_cpu_s(pid), time.perf_counter()
+        cpu1, t1 = _cpu_s(pid), time.perf_counter()
     finally:
         server.stop()
     busy_s = max(0.0, (cpu1 - cpu0) - idle_rate * (t1 - t0))
