@@ -117,8 +117,7 @@ def metric_calls_cpu_us(k: int = 20, sources: int = 4, repeats: int = 20_000) ->
         m.requests.labels("feed", "http", "2xx").inc()
         m.cache.labels("hit").inc()
         m.impressions.labels("v1", "champion").inc(k)
-        for x in scores:
-            m.score.observe(x)
+        m.observe_scores(scores)
         for name in names:
             m.candidates.labels(name).inc()
         m.observe_stages(stage_ms)
