@@ -169,7 +169,7 @@ def _serving_benches(quick: bool, work: Path) -> list[dict[str, Any]]:
     project = _serving_project(work, quick)
     seconds = 3.0 if quick else 20.0
     out = []
-    for protocol, rate in (("http", 300.0), ("http", None), ("grpc", 300.0)):
+    for protocol, rate in (("http", 300.0), ("http", None), ("grpc", 300.0), ("grpc", None)):
         console.print(f"[bold]bench serve[/bold] ({protocol}, rate {rate or 'saturation'})")
         res = run_serve_bench(project, protocol=protocol, rate=rate, duration_s=seconds)
         out.append(measurements.record("serve", res))
@@ -304,7 +304,8 @@ REPORT_KINDS = (
     "bench-abtest",
     "drift",
 )
-SERVE_RUNS = 4  # bench all: HTTP at 300 req/s, HTTP saturation, gRPC, Redis candidate cache
+# bench all: HTTP and gRPC at 300 req/s and at saturation, HTTP with the candidate cache in Redis
+SERVE_RUNS = 5
 
 
 @app.command("gowalla")
