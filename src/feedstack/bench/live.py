@@ -76,8 +76,10 @@ def run_live_traffic(
     threads: int = 4,
     seed: int = 0,
     server_pid: int | None = None,
+    post_events: bool = True,
 ) -> dict[str, Any]:
-    """Drive the server for ``duration_s`` seconds; returns what was measured."""
+    """Drive the server for ``duration_s`` seconds; returns what was measured. Without
+    ``post_events`` the users only read their feeds (the load the planner prices as serving)."""
     rng = np.random.default_rng(seed)
     n = max(1, int(duration_s * rate_per_s))
     users = zipf_users(world.user_ids(), n, rng)
@@ -132,7 +134,7 @@ def run_live_traffic(
             tally.sources.update(it["source"] for it in feed["items"])
             if feed.get("fallback"):
                 tally.fallbacks[str(feed["fallback"])] += 1
-        if not events:
+        if not events or not post_events:
             return
         body = b"\n".join(e.model_dump_json().encode() for e in events)
         try:

@@ -78,10 +78,25 @@ def stage_serve(ctx: DemoContext) -> dict[str, Any]:
         wait_ready(url, timeout_s=180.0)
         config = load_world_config(ctx.world_dir)
         world = NewsWorld(config)
+        start = config.start + timedelta(days=config.days)
+        # First the same users reading feeds only: the load the planner prices as serving
+        # (its cores check compares like with like); then the full run, clicks posted back.
+        feeds_only = run_live_traffic(
+            url,
+            world,
+            start,
+            api_key=key,
+            duration_s=max(2.0, ctx.online_seconds / 2),
+            rate_per_s=LIVE_RATE_PER_S,
+            speed=LIVE_SPEED,
+            seed=ctx.seed + 1,
+            server_pid=server.proc.pid,
+            post_events=False,
+        )
         live = run_live_traffic(
             url,
             world,
-            config.start + timedelta(days=config.days),
+            start,
             api_key=key,
             duration_s=ctx.online_seconds,
             rate_per_s=LIVE_RATE_PER_S,
@@ -89,6 +104,11 @@ def stage_serve(ctx: DemoContext) -> dict[str, Any]:
             seed=ctx.seed,
             server_pid=server.proc.pid,
         )
+        live["feeds_only"] = {
+            k: feeds_only.get(k)
+            for k in ("rps", "p50_ms", "p99_ms", "server_cpu_s", "server_cores", "duration_s")
+        }
+        live["feeds_only"]["elapsed_s"] = feeds_only["duration_s"]
         metrics_text = scrape_metrics(url)
     finally:
         code = server.stop()
