@@ -205,9 +205,3 @@ def run_live_traffic(
         out["server_cpu_s"] = round(cpu1 - cpu0, 3)
         out["server_cores"] = round((cpu1 - cpu0) / wall_s, 4)
     return out
-
-
-def scrape_metrics(http_url: str) -> bytes:
-    """The server's Prometheus exposition, as text bytes."""
-    with httpx.Client(timeout=5.0) as c:
-        return c.get(f"{http_url}/metrics").content

@@ -104,16 +104,10 @@ def step(
         if (observed is None) == (metrics_url is None):
             raise InputError("give exactly one of --observed FILE or --metrics-url URL")
         if metrics_url is not None:
-            import httpx
-
-            from feedstack.core.errors import BackendUnavailable
+            from feedstack.monitor.scrape import fetch_text
             from feedstack.registry.observe import observed_from_metrics
 
-            try:
-                text = httpx.get(metrics_url, timeout=10.0).raise_for_status().text
-            except httpx.HTTPError as exc:
-                raise BackendUnavailable(f"--metrics-url {metrics_url}: {exc}") from None
-            doc, where = observed_from_metrics(text), metrics_url
+            doc, where = observed_from_metrics(fetch_text(metrics_url)), metrics_url
         else:
             assert observed is not None
             try:

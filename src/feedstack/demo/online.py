@@ -63,8 +63,9 @@ def serve_as_of_log(project: Path) -> None:
 def stage_serve(ctx: DemoContext) -> dict[str, Any]:
     """`feedstack serve` in a child process; simulated users request feeds over HTTP, click
     through the world's click model, and their events come back through the API."""
-    from feedstack.bench.live import run_live_traffic, scrape_metrics
+    from feedstack.bench.live import run_live_traffic
     from feedstack.bench.serve import ServerProcess, wait_ready
+    from feedstack.monitor.scrape import fetch_text
     from feedstack.world import NewsWorld, load_world_config
 
     serve_as_of_log(ctx.project)
@@ -109,12 +110,12 @@ def stage_serve(ctx: DemoContext) -> dict[str, Any]:
             for k in ("rps", "p50_ms", "p99_ms", "server_cpu_s", "server_cores", "duration_s")
         }
         live["feeds_only"]["elapsed_s"] = feeds_only["duration_s"]
-        metrics_text = scrape_metrics(url)
+        metrics_text = fetch_text(f"{url}/metrics")
     finally:
         code = server.stop()
     monitor_dir = ctx.project / "monitor"
     monitor_dir.mkdir(parents=True, exist_ok=True)
-    (monitor_dir / "live-metrics.prom").write_bytes(metrics_text)
+    (monitor_dir / "live-metrics.prom").write_text(metrics_text, encoding="utf-8")
     live["elapsed_s"] = live["duration_s"]
     live["protocol"] = "http"
     _record(ctx, "live", live)

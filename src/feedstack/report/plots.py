@@ -29,6 +29,29 @@ def _save(fig: Figure, out: Path, name: str) -> str:
     return name
 
 
+def _quantile_cdf(
+    out: Path,
+    name: str,
+    runs: Mapping[str, Mapping[float, float]],
+    scale: float,
+    objective: tuple[float, str],
+    labels: tuple[str, str, str],
+) -> str:
+    """A CDF per run from its quantiles ({quantile: value}), values multiplied by ``scale``,
+    a dashed line at the objective; ``labels`` = (x label, y label, title)."""
+    fig, ax = _figure(6.4, 3.6)
+    for label, pct in runs.items():
+        qs = sorted(pct)
+        ax.plot([pct[q] * scale for q in qs], qs, marker="o", label=label)
+    ax.axvline(objective[0], color="red", linestyle="--", label=objective[1])
+    ax.set_xscale("log")
+    ax.set_xlabel(labels[0])
+    ax.set_ylabel(labels[1])
+    ax.set_title(labels[2])
+    ax.legend(fontsize=7)
+    return _save(fig, out, name)
+
+
 def latency_cdf(
     out: Path,
     runs: Mapping[str, Mapping[float, float]],
@@ -36,18 +59,14 @@ def latency_cdf(
     name: str = "latency_cdf.png",
 ) -> str:
     """Latency CDF per run from its percentiles ({quantile: ms}: p50, p95, p99, max)."""
-    fig, ax = _figure(6.4, 3.6)
-    for label, pct in runs.items():
-        qs = sorted(pct)
-        ax.plot([pct[q] for q in qs], qs, marker="o", label=label)
-    ax.axvline(slo_ms, color="red", linestyle="--", label=f"p95 objective {slo_ms:g} ms")
-    ax.axhline(0.95, color="grey", linewidth=0.5)
-    ax.set_xscale("log")
-    ax.set_xlabel("latency (ms)")
-    ax.set_ylabel("fraction of requests")
-    ax.set_title("Feed request latency")
-    ax.legend(fontsize=7)
-    return _save(fig, out, name)
+    return _quantile_cdf(
+        out,
+        name,
+        runs,
+        1.0,
+        (slo_ms, f"p95 objective {slo_ms:g} ms"),
+        ("latency (ms)", "fraction of requests", "Feed request latency"),
+    )
 
 
 def freshness_cdf(
@@ -57,17 +76,14 @@ def freshness_cdf(
     name: str = "freshness_cdf.png",
 ) -> str:
     """CDF of event -> online-store lag per backend from its quantiles ({quantile: ms})."""
-    fig, ax = _figure(6.4, 3.6)
-    for label, pct in lags_ms.items():
-        qs = sorted(pct)
-        ax.plot([pct[q] / 1000.0 for q in qs], qs, marker="o", label=label)
-    ax.axvline(max_lag_s, color="red", linestyle="--", label=f"objective {max_lag_s:g} s")
-    ax.set_xscale("log")
-    ax.set_xlabel("feature lag (s)")
-    ax.set_ylabel("fraction of events")
-    ax.set_title("Feature freshness")
-    ax.legend(fontsize=7)
-    return _save(fig, out, name)
+    return _quantile_cdf(
+        out,
+        name,
+        lags_ms,
+        1 / 1000.0,
+        (max_lag_s, f"objective {max_lag_s:g} s"),
+        ("feature lag (s)", "fraction of events", "Feature freshness"),
+    )
 
 
 def recall_curves(
