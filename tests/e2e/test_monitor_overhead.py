@@ -30,7 +30,15 @@ def test_overhead_run_pairs_metrics_on_and_off(project: Path) -> None:
     if not sys.platform.startswith("linux"):
         pytest.skip("reads /proc")
     out = run_metrics_overhead(
-        project, rate=100, duration_s=0.5, rounds=1, service="synthetic", idle_s=0.3
+        project,
+        rate=100,
+        duration_s=0.5,
+        rounds=1,
+        service="synthetic",
+        idle_s=0.3,
+        # Measurable work: without it 50 requests cost less than /proc's 10 ms CPU tick and the
+        # pair's ratio could not be formed (a flaky failure in CI).
+        synthetic_cpu_ms=2.0,
     )
     assert [r["metrics"] for r in out["runs"]] == [True, False]
     assert all(r["requests"] == 50 and r["errors"] == 0 for r in out["runs"])

@@ -51,9 +51,12 @@ def _one(
     protocol: str,
     service: str,
     idle_s: float,
+    synthetic_cpu_ms: float = 0.0,
 ) -> dict[str, Any]:
     args = ["serve", "--port", "0", "--grpc-port", "0", "--json", "--project", str(project)]
     args += ["--service", service]
+    if service == "synthetic":
+        args += ["--synthetic-cpu-ms", str(synthetic_cpu_ms)]
     if not metrics:
         args.append("--no-metrics")
     server = ServerProcess(args, {**os.environ, "OPENBLAS_NUM_THREADS": "1"})
@@ -138,9 +141,11 @@ def run_metrics_overhead(
     protocol: str = "http",
     service: str = "pipeline",
     idle_s: float = IDLE_S,
+    synthetic_cpu_ms: float = 0.0,
 ) -> dict[str, Any]:
-    """``service="synthetic"`` (fixed items, no pipeline) exercises the harness without a
-    trained project; the overhead that matters is the pipeline's."""
+    """``service="synthetic"`` (fixed items, no pipeline; ``synthetic_cpu_ms`` of work per
+    request) exercises the harness without a trained project; the overhead that matters is the
+    pipeline's."""
     if rate <= 0 or duration_s <= 0 or rounds < 1:
         raise InputError(
             f"--rate and --duration must be > 0 and --rounds >= 1, got {rate}, {duration_s}, "
@@ -160,6 +165,7 @@ def run_metrics_overhead(
                     protocol=protocol,
                     service=service,
                     idle_s=idle_s,
+                    synthetic_cpu_ms=synthetic_cpu_ms,
                 )
             )
 
