@@ -150,15 +150,62 @@ def sparse_dot_dense(
     return out, (peak if with_peak else None)
 
 
-def row_stable_matmul(a: FloatMatrix, b: FloatMatrix) -> FloatMatrix:
-    """``a @ b`` whose row i does not depend on the other rows of ``a`` (batch equals single).
+_ROW_BLOCK = 4  # rows that share one pass over a column block of b
+_COL_BLOCK = 512  # columns per pass: a [K, 512] float32 block of b stays in cache
 
-    numpy sends a one-row product to BLAS gemv, which sums in another order than gemm and
-    differs in the last bits (measured up to 6e-5 on a 256-term dot); with OpenBLAS, products of
-    2, 3, 8, 17, 64 and 100 rows matched the 1000-row product bit for bit. So one row is padded
-    to two; the batch-equals-single contract test pins it.
+
+@nb.njit(parallel=True, cache=True, nogil=True)
+def _matmul_rows(a: FloatMatrix, b: FloatMatrix, out: FloatMatrix) -> None:
+    n, depth = a.shape
+    m = b.shape[1]
+    for blk in nb.prange((n + _ROW_BLOCK - 1) // _ROW_BLOCK):
+        i = blk * _ROW_BLOCK
+        for j0 in range(0, m, _COL_BLOCK):
+            j1 = min(m, j0 + _COL_BLOCK)
+            if i + _ROW_BLOCK <= n:
+                o0 = out[i, j0:j1]
+                o1 = out[i + 1, j0:j1]
+                o2 = out[i + 2, j0:j1]
+                o3 = out[i + 3, j0:j1]
+                o0[:] = 0
+                o1[:] = 0
+                o2[:] = 0
+                o3[:] = 0
+                for k in range(depth):
+                    a0, a1, a2, a3 = a[i, k], a[i + 1, k], a[i + 2, k], a[i + 3, k]
+                    bk = b[k, j0:j1]
+                    for j in range(j1 - j0):
+                        v = bk[j]
+                        o0[j] += a0 * v
+                        o1[j] += a1 * v
+                        o2[j] += a2 * v
+                        o3[j] += a3 * v
+            else:
+                for r in range(i, n):
+                    o = out[r, j0:j1]
+                    o[:] = 0
+                    for k in range(depth):
+                        ak = a[r, k]
+                        bk = b[k, j0:j1]
+                        for j in range(j1 - j0):
+                            o[j] += ak * bk[j]
+
+
+def row_stable_matmul(a: FloatMatrix, b: FloatMatrix) -> FloatMatrix:
+    """``a @ b`` in float32 whose row i does not depend on the other rows of ``a`` (batch
+    equals single), bit for bit.
+
+    BLAS does not promise that: OpenBLAS picks kernels by shape and CPU (a one-row product goes
+    to gemv; small products to a "small matrix" kernel; on an AVX-512 machine even a row's place
+    inside a fixed 64-row block changed its last bits, up to 6e-5 on a 256-term dot). Here every
+    element is summed over k in order 0..K-1, whatever the batch, by a compiled loop that
+    vectorizes across columns (about as fast as single-threaded sgemm at the sources' shapes).
+    The batch-equals-single contract test pins it.
     """
-    if a.shape[0] != 1:
-        return np.asarray(a @ b, dtype=np.float32)
-    padded = np.vstack([a, np.zeros_like(a)])
-    return np.asarray((padded @ b)[:1], dtype=np.float32)
+    a = np.ascontiguousarray(a, dtype=np.float32)
+    b = np.ascontiguousarray(b, dtype=np.float32)
+    if a.shape[1] != b.shape[0]:
+        raise ValueError(f"row_stable_matmul: shapes {a.shape} and {b.shape} do not align")
+    out = np.empty((a.shape[0], b.shape[1]), dtype=np.float32)
+    _matmul_rows(a, b, out)
+    return out

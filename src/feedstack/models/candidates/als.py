@@ -74,6 +74,7 @@ class ALSSource(CandidateSource):
     ) -> None:
         super().__init__(name, n_items, data_hash)
         self.item_factors = item_factors
+        self._scores_right = np.ascontiguousarray(item_factors.T)  # [factors, n_items]
         self._params = dict(params)
         self._solver: Any = None
 
@@ -95,7 +96,7 @@ class ALSSource(CandidateSource):
 
     def feature_scores(self, users: IntArray, history: sp.csr_matrix) -> dict[str, FloatMatrix]:
         history = self.check(users, history)
-        return {self.name: row_stable_matmul(self.user_factors(history), self.item_factors.T)}
+        return {self.name: row_stable_matmul(self.user_factors(history), self._scores_right)}
 
     def params(self) -> dict[str, Any]:
         return dict(self._params)

@@ -38,7 +38,7 @@ import scipy.sparse as sp
 from feedstack.core.errors import InputError
 from feedstack.models.candidates.base import Arrays, CandidateSource, IntArray
 from feedstack.models.candidates.itemitem import top_right_singular_vectors
-from feedstack.models.kernels import FloatMatrix
+from feedstack.models.kernels import FloatMatrix, row_stable_matmul
 
 _TOKEN = re.compile(r"[a-z0-9]+")
 
@@ -165,12 +165,13 @@ class ContentSource(CandidateSource):
         history = self.check(users, history)
         e = self.embeddings
         profile = _unit_rows(np.asarray(history @ e, dtype=np.float32))
-        sims = (profile @ e.T).astype(np.float32, copy=False)
+        right = np.ascontiguousarray(e.T)  # [dims, items]
+        sims = row_stable_matmul(profile, right)
         # Nearest clicked article: similarities of every history item, max-reduced per user.
         best = np.zeros_like(sims)
         counts = np.diff(history.indptr)
         if history.nnz:
-            per_click = e[history.indices] @ e.T  # [nnz, items]
+            per_click = row_stable_matmul(e[history.indices], right)  # [nnz, items]
             starts = history.indptr[:-1][counts > 0]
             best[counts > 0] = np.maximum.reduceat(per_click, starts, axis=0)
         return {self.name: sims, f"{self.name}_max": best.astype(np.float32, copy=False)}
