@@ -3,6 +3,12 @@
 Why SQLite: a transaction is atomic and, with synchronous=FULL, fsynced before COMMIT returns, so
 "durable before acknowledged" and "nothing half-written after kill -9" come from the engine, and the
 UNIQUE index on event_id makes re-ingestion a no-op. The offset is the row's sequence number.
+
+Several processes (the serving workers, ``feedstack ingest``) may append at once: each append is
+one ``BEGIN IMMEDIATE`` transaction, which takes the database's write lock first, so writers
+queue (``busy_timeout``) instead of failing, a sequence number is assigned under the lock (a
+reader never sees a smaller one appear later), and an event id two processes post at once is
+inserted by exactly one of them (tests/contract/test_event_log_writers.py).
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ from feedstack.core.errors import BackendUnavailable
 from feedstack.core.events import EVENT_ADAPTER, Event
 from feedstack.storage.eventlog import AppendResult, LogRecord
 
+BUSY_TIMEOUT_S = 10.0  # how long an append waits for another writer's transaction
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
     seq INTEGER PRIMARY KEY,
@@ -30,10 +37,14 @@ class SqliteEventLog:
         self.url = url or f"sqlite://{path}"
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            self._db = sqlite3.connect(
+                path, isolation_level=None, check_same_thread=False, timeout=BUSY_TIMEOUT_S
+            )
+            # The busy timeout first: switching to WAL and creating the table take locks that
+            # another process opening the log at the same moment may hold.
+            self._db.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_S * 1000)}")
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
-            self._db.execute("PRAGMA busy_timeout=10000")
             self._db.executescript(_SCHEMA)
         except (sqlite3.Error, OSError) as exc:
             raise BackendUnavailable(f"event log {self.url}: {exc}") from exc
