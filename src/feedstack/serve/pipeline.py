@@ -5,7 +5,7 @@
     3 item_features  every candidate's article state (in memory: the item cache)
     4 rank           ranker features as training built them (serve/rerank.py), LightGBM, 1 thread
     5 filter         drop clicked, hidden and expired; at most N per topic in the top k; top k
-    6 log            the served list, as an impression event, to a background batcher
+    6 log            the served list, as an impression event, to the writer thread (serve/intake.py)
 
 Degradation, never an error for a backend fault (``Feed.fallback`` says why, and the metric
 ``feedstack_fallbacks_total{reason}`` counts it):
@@ -39,11 +39,12 @@ from feedstack.core.clock import Clock, SystemClock
 from feedstack.core.errors import BackendUnavailable, FeedstackError, InputError, NotSupported
 from feedstack.core.spec import Spec
 from feedstack.features.item_cache import ItemFeatureCache
-from feedstack.ingest.pipeline import Ingestor, StreamIntake
+from feedstack.ingest.pipeline import Ingestor
 from feedstack.ingest.records import RawRecord
 from feedstack.monitor.metrics import ServingMetrics
 from feedstack.serve import articles as art
-from feedstack.serve.impressions import ImpressionLogger, impression_payload
+from feedstack.serve.impressions import impression_payload
+from feedstack.serve.intake import EventWriter
 from feedstack.serve.models import ServingModel, ServingModels
 from feedstack.serve.rerank import ColumnPlan, context_features, diversify, keep, user_context
 from feedstack.serve.types import Feed, FeedItem, IngestCounts
@@ -107,18 +108,18 @@ class FeedPipeline:
         self._hidden: _Lru = _Lru()
         self._served: _Lru = _Lru()  # request id -> (model version, arm): clicks per arm
         self._memo_lock = threading.Lock()
-        self._ingest_lock = threading.Lock()
         self._snap = art.EMPTY
         self._refreshed = self._dirty = False
         self._next_snapshot = 0.0
         self._stop = threading.Event()
         self._refresher: threading.Thread | None = None
-        self.impressions: ImpressionLogger | None = None
+        # Every write (API posts, impressions) goes through one writer thread: group commits,
+        # never on a feed thread.
+        self.writer: EventWriter | None = None
         if ingestor is not None:
-            intake = StreamIntake(ingestor, spec.serve.impression_flush_s, self.clock)
-            self.impressions = ImpressionLogger(
-                intake,
-                self._ingest_lock,
+            self.writer = EventWriter(
+                ingestor,
+                spec.serve.impression_flush_s,
                 on_error=lambda exc: self.metrics.errors.labels(
                     "impressions", type(exc).__name__
                 ).inc(),
@@ -257,9 +258,9 @@ class FeedPipeline:
                 zip(ranked.items, ranked.scores, ranked.sources, strict=True)
             )
         ]
-        if items and self.impressions is not None:
+        if items and self.writer is not None:
             payload = impression_payload(rid, user_id, ranked.items, version, self.clock.now())
-            self.impressions.log(payload)
+            self.writer.log(payload)
             self.metrics.impressions.labels(version, arm).inc(len(items))
             with self._memo_lock:
                 self._served.remember(rid, (version, arm))
@@ -271,13 +272,12 @@ class FeedPipeline:
         return Feed(rid, user_id, items, version, arm, reason, stage_ms)
 
     def ingest(self, payloads: Sequence[bytes]) -> IngestCounts:
-        if self.ingestor is None:
+        if self.writer is None:
             raise NotSupported("this service was built without an ingest pipeline")
         if not payloads:
             return IngestCounts(0, 0, 0)
         records = [RawRecord("api", i + 1, p) for i, p in enumerate(payloads)]
-        with self._ingest_lock:
-            result = self.ingestor.ingest_batch(records)
+        result = self.writer.submit(records).result()  # durable: the writer's next commit
         bad = {r.line for r in result.rejections}
         self._observe_events([p for i, p in enumerate(payloads) if i + 1 not in bad])
         for name, n in (("accepted", result.accepted), ("duplicate", result.duplicates)):
@@ -293,8 +293,8 @@ class FeedPipeline:
         self._stop.set()
         if self._refresher is not None:
             self._refresher.join(5.0)
-        if self.impressions is not None:
-            self.impressions.close()
+        if self.writer is not None:
+            self.writer.close()
         self.items.close()
         self.candidates.close()
         if self.ingestor is not None:
