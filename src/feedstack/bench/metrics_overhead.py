@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from feedstack.bench.machine import process_cpu_s
+from feedstack.bench.machine import tree_cpu_s
 from feedstack.bench.serve import ServerProcess, project_users, run_loadgen, wait_ready
 from feedstack.core.errors import InputError, NotSupported
 
@@ -34,8 +34,9 @@ OVERHEAD_TARGET = 0.05  # issue 6: metrics cost at most 5 % of request CPU
 
 
 def _cpu_s(pid: int) -> float:
-    """The server's CPU seconds so far; this benchmark cannot do without them."""
-    cpu = process_cpu_s(pid)
+    """The server's CPU seconds so far (the supervisor and its workers); this benchmark cannot
+    do without them."""
+    cpu = tree_cpu_s(pid)
     if cpu is None:
         raise NotSupported(f"cannot read /proc/{pid}/stat (Linux only)")
     return cpu

@@ -47,9 +47,16 @@ TARGETS = {
         "1,000,000 users streamed to disk with peak memory <= 2 GB",
     ],
     "serve": [
-        "p99 <= 15 ms at 300 requests/s; >= 600 requests/s at saturation; the same with the "
-        "candidate cache in Redis (2 cores, load generator on the same machine, 500 candidates)",
+        "p99 <= 15 ms at 300 requests/s with 10 % of requests posting events; saturation >= "
+        "1,000 requests/s and >= 1.5 x the one-thread in-process feeds/s; gRPC within 20 % of "
+        "HTTP (every worker of `feedstack serve`, load generator on the same machine, 500 "
+        "candidates)",
     ],
+    "bench-soak": [
+        "10 minutes at 200 requests/s with events: RSS growth <= 1 MB/min after the first two "
+        "minutes, p99 per minute <= 15 ms",
+    ],
+    "serve-targets": ["every serving target above, each with its same-run baseline and ratio"],
     "bench-request-path": [
         "one process holds models + item features for 100,000 articles in <= 1 GB"
     ],
@@ -154,13 +161,16 @@ def _serving_project(work: Path, quick: bool) -> Path:
     return ctx.project
 
 
-def _serving_benches(quick: bool, work: Path) -> list[dict[str, Any]]:
+def _serving_benches(quick: bool, work: Path, soak_minutes: float) -> list[dict[str, Any]]:
     """The feed API under load (HTTP at the reference 300 req/s and at saturation, gRPC, the
-    candidate cache in Redis), the request path in-process, metric overhead, the canary and A/B
-    benchmarks and the drift scenario."""
+    candidate cache in Redis; every worker, 10 % of requests posting events), the request path
+    in-process, the soak, the targets summary, metric overhead, the canary and A/B benchmarks
+    and the drift scenario."""
     from feedstack.bench.metrics_overhead import run_metrics_overhead
     from feedstack.bench.serve import run_serve_bench
     from feedstack.bench.serve_inproc import run_serve_inproc_bench
+    from feedstack.bench.serve_targets import serving_targets
+    from feedstack.bench.soak import run_soak_bench
     from feedstack.core.spec import load_spec, render_spec
     from feedstack.monitor.scenario import ScenarioConfig, run_drift_scenario
     from feedstack.registry.benchmarks import run_abtest_bench, run_rollout_bench
@@ -196,6 +206,12 @@ def _serving_benches(quick: bool, work: Path) -> list[dict[str, Any]]:
         project, 2_000 if quick else 100_000, 200 if quick else 1_000, 300 if quick else 3_000
     )
     out.append(measurements.record("bench-request-path", res))
+    if soak_minutes > 0:
+        console.print(f"[bold]bench soak[/bold] ({soak_minutes:g} min at 200 req/s, events)")
+        soak_s = soak_minutes * 60.0
+        res = run_soak_bench(project, duration_s=soak_s, settle_s=min(120.0, soak_s / 5))
+        out.append(measurements.record("bench-soak", res))
+    out.append(measurements.record("serve-targets", serving_targets(out)))
     console.print("[bold]monitor overhead[/bold] (metrics on vs off, one run)")
     res = run_metrics_overhead(project, rate=100.0, duration_s=seconds, rounds=1 if quick else 2)
     out.append(measurements.record("metrics-overhead", res))
@@ -233,6 +249,12 @@ def all_(
     work: Path | None = typer.Option(
         None, "--work", help="Folder for the serving benchmarks' project (default bench-out)."
     ),
+    soak_minutes: float | None = typer.Option(
+        None,
+        "--soak-minutes",
+        min=0.0,
+        help="Length of the serving soak (default 10, --quick 0.5; 0 skips it).",
+    ),
     project: Path | None = ProjectOption,
     as_json: bool = JsonOption,
 ) -> None:
@@ -254,7 +276,8 @@ def all_(
         )
         records.append(measurements.record("bench-world", res))
         records.extend(_feature_benches(quick))
-        records.extend(_serving_benches(quick, Path(work) if work else Path("bench-out")))
+        soak = soak_minutes if soak_minutes is not None else 0.5 if quick else 10.0
+        records.extend(_serving_benches(quick, Path(work) if work else Path("bench-out"), soak))
         gowalla_dir = Path("../shared/data/gowalla")
         if not quick and gowalla_dir.is_dir():
             from feedstack.bench.gowalla import run_gowalla_bench
@@ -299,6 +322,8 @@ REPORT_KINDS = (
     "bench-features",
     "bench-gowalla",
     "bench-request-path",
+    "bench-soak",
+    "serve-targets",
     "metrics-overhead",
     "bench-rollout",
     "bench-abtest",

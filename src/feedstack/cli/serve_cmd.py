@@ -240,14 +240,28 @@ def bench_serve(
         32, "--concurrency", min=1, help="Closed-loop workers (saturation and the floor)."
     ),
     loadgen: str = typer.Option(
-        "auto", "--loadgen", help="auto (wrk for HTTP saturation when installed), builtin, wrk."
+        "auto",
+        "--loadgen",
+        help="auto (wrk for HTTP saturation without events, when installed), builtin, wrk.",
+    ),
+    workers: int | None = typer.Option(
+        None, "--workers", min=1, help="Serving processes (default: serve's, the cores available)."
+    ),
+    event_share: float = typer.Option(
+        0.1,
+        "--event-share",
+        min=0.0,
+        max=0.99,
+        help="Share of requests that POST the events (click, dwell) of feeds served in the run.",
     ),
     as_json: bool = JsonOption,
 ) -> None:
     """Load-test `feedstack serve` from a separate process; floor_rps = a bare endpoint, same run.
 
-    Prints rps, p50_ms, p95_ms, p99_ms, errors and floor_rps, and records kind "serve" in
-    PROJECT/measurements/.
+    Drives the multi-process server a user runs (--workers) with feeds and, for --event-share of
+    the requests, the events those feeds cause. Prints rps, p50_ms, p95_ms, p99_ms (the feeds'),
+    errors and floor_rps, the generator's schedule lag and the server's cores, and records kind
+    "serve" in PROJECT/measurements/.
     """
     from feedstack.bench.serve import run_serve_bench
 
@@ -266,5 +280,7 @@ def bench_serve(
             synthetic_cpu_ms=synthetic_cpu_ms,
             concurrency=concurrency,
             loadgen=loadgen,
+            workers=workers,
+            event_share=event_share,
         )
         record_measurement("serve", result, root, as_json)
