@@ -57,6 +57,7 @@ TARGETS = {
         "minutes, p99 per minute <= 15 ms",
     ],
     "serve-targets": ["every serving target above, each with its same-run baseline and ratio"],
+    "bench-rankers": ["the ranker backends side by side: the fastest with identical scores serves"],
     "bench-request-path": [
         "one process holds models + item features for 100,000 articles in <= 1 GB"
     ],
@@ -206,6 +207,12 @@ def _serving_benches(quick: bool, work: Path, soak_minutes: float) -> list[dict[
         project, 2_000 if quick else 100_000, 200 if quick else 1_000, 300 if quick else 3_000
     )
     out.append(measurements.record("bench-request-path", res))
+    console.print("[bold]bench rankers[/bold] (LightGBM, lleaves, tl2cgen on 500-row blocks)")
+    from feedstack.bench.rankers import run_ranker_bench
+
+    out.append(
+        measurements.record("bench-rankers", run_ranker_bench(project, 60 if quick else 300))
+    )
     if soak_minutes > 0:
         console.print(f"[bold]bench soak[/bold] ({soak_minutes:g} min at 200 req/s, events)")
         soak_s = soak_minutes * 60.0
@@ -324,6 +331,7 @@ REPORT_KINDS = (
     "bench-request-path",
     "bench-soak",
     "serve-targets",
+    "bench-rankers",
     "metrics-overhead",
     "bench-rollout",
     "bench-abtest",
@@ -331,6 +339,21 @@ REPORT_KINDS = (
 )
 # bench all: HTTP and gRPC at 300 req/s and at saturation, HTTP with the candidate cache in Redis
 SERVE_RUNS = 5
+
+
+@app.command("rankers")
+def rankers(
+    blocks: int = typer.Option(300, "--blocks", min=10, help="500-row blocks to score."),
+    project: Path | None = ProjectOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """The ranker's backends side by side (LightGBM, lleaves, tl2cgen, ...): same blocks, same
+    scores checked, speed per 500-row block. Records kind "bench-rankers"."""
+    from feedstack.bench.rankers import run_ranker_bench
+
+    with cli_errors():
+        root = project_dir(project)
+        record_measurement("bench-rankers", run_ranker_bench(root, blocks), root, as_json)
 
 
 @app.command("gowalla")
