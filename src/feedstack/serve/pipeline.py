@@ -29,6 +29,7 @@ import time
 import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -52,8 +53,13 @@ from feedstack.storage.candidate_cache import CandidateCache, CandidateList
 
 log = logging.getLogger(__name__)
 MAX_ERRORS = 20
-_REMEMBERED = 100_000  # users' hides and requests' arms kept in memory (LRU)
+_REMEMBERED = 100_000  # users' hides kept in memory (LRU)
+# Requests' arms for click attribution (LRU): at 150 feeds/s per worker this is the last ~2
+# minutes, when clicks come. 100,000 (~25 MB per worker) filled for 11 minutes under load and
+# read as memory growth in the soak.
+_SERVED_MEMO = 20_000
 SNAPSHOT_EVERY_S = 1.0
+INGEST_TIMEOUT_S = 30.0  # an API post waits this long for its commit, then answers 503
 
 
 class UserFeatures(Protocol):
@@ -70,10 +76,14 @@ class _Ranked:
 
 
 class _Lru(OrderedDict[str, Any]):
+    def __init__(self, size: int = _REMEMBERED) -> None:
+        super().__init__()
+        self.size = size
+
     def remember(self, key: str, value: Any) -> None:
         self[key] = value
         self.move_to_end(key)
-        if len(self) > _REMEMBERED:
+        if len(self) > self.size:
             self.popitem(last=False)
 
 
@@ -106,7 +116,7 @@ class FeedPipeline:
         self.max_age_s = spec.serve.max_age_h * 3600.0
         self._plans: dict[tuple[tuple[str, ...], tuple[str, ...]], ColumnPlan | None] = {}
         self._hidden: _Lru = _Lru()
-        self._served: _Lru = _Lru()  # request id -> (model version, arm): clicks per arm
+        self._served: _Lru = _Lru(_SERVED_MEMO)  # request id -> (version, arm): clicks per arm
         self._memo_lock = threading.Lock()
         self._snap = art.EMPTY
         self._refreshed = self._dirty = False
@@ -277,7 +287,12 @@ class FeedPipeline:
         if not payloads:
             return IngestCounts(0, 0, 0)
         records = [RawRecord("api", i + 1, p) for i, p in enumerate(payloads)]
-        result = self.writer.submit(records).result()  # durable: the writer's next commit
+        try:  # durable once the writer's next commit returns
+            result = self.writer.submit(records).result(timeout=INGEST_TIMEOUT_S)
+        except FutureTimeout:  # it may still commit: a retry is deduplicated by event id
+            raise BackendUnavailable(
+                f"event log: the write took over {INGEST_TIMEOUT_S:g} s"
+            ) from None
         bad = {r.line for r in result.rejections}
         self._observe_events([p for i, p in enumerate(payloads) if i + 1 not in bad])
         for name, n in (("accepted", result.accepted), ("duplicate", result.duplicates)):
