@@ -47,7 +47,9 @@ class Replica:
         self._drain = threading.Thread(target=lambda: self.err.extend(stream), daemon=True)
         self._drain.start()
         line = self.proc.stdout.readline()
-        assert line, f"serve exited: {self.stderr()}"
+        if not line:
+            self.stop()
+            raise AssertionError(f"serve exited: {self.stderr()}")
         self.info: dict[str, Any] = orjson.loads(line)
 
     def stderr(self) -> str:
@@ -172,6 +174,7 @@ def test_events_posted_through_every_worker_are_stored_once(tmp_path: Path) -> N
     acknowledged counts add up."""
     project = tmp_path / "p"
     write_default_spec(project)  # no model needed: the ingest path is the same
+    # Both workers open the project's stores (log, candidate cache, dead letters) at once.
     replica = Replica(["-p", str(project), "--workers", "2"])
     clients, shared, own = 4, 40, 40
     counts: list[dict[str, int]] = []

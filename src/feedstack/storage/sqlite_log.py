@@ -72,6 +72,8 @@ class SqliteEventLog:
             groups.append([(e.event_id, p) for e, p in zip(events, payloads, strict=True)])
         if not any(groups):
             return [AppendResult(0, 0) for _ in groups]
+        if self._lock_fd < 0:
+            raise BackendUnavailable(f"event log {self.url}: closed")
         accepted: list[int] = []
         try:
             with self._thread_lock:
