@@ -81,6 +81,9 @@ class Ingest(_Section):
     max_text_chars: int = Field(100_000, ge=1)
     max_line_bytes: int = Field(1_048_576, ge=64)
     max_items_per_impression: int = Field(1_000, ge=1)
+    # An event is 2 levels deep (3 with room to spare); deeper payloads are refused before any
+    # parser recurses into them (ingest/limits.py).
+    max_json_depth: int = Field(8, ge=2, le=64)
 
 
 class Backends(_Section):
@@ -102,8 +105,10 @@ class Api(_Section):
     """The serving API (``feedstack serve``): where it listens and its security limits.
 
     API keys are secrets: they come from the environment variable named by ``keys_env``
-    (comma-separated), never from this file. Event and admin endpoints need one unless
-    ``require_key`` is false (local runs only). The rate limit is a token bucket per key.
+    (comma-separated ``KEY`` or ``KEY:SCOPE+SCOPE`` entries, scopes feeds, events, admin:
+    serve/auth.py), never from this file. Feeds need a key with the feeds scope unless
+    ``public_feeds``; events need the events scope; ``require_key: false`` opens every endpoint
+    (local runs only). The rate limit is a token bucket per key.
     """
 
     host: str = "127.0.0.1"
@@ -111,6 +116,7 @@ class Api(_Section):
     grpc_port: int = Field(50051, ge=0, le=65535)
     keys_env: str = Field("FEEDSTACK_API_KEYS", min_length=1)
     require_key: bool = True
+    public_feeds: bool = False
     k_default: int = Field(20, ge=1)
     k_max: int = Field(100, ge=1)
     max_body_bytes: int = Field(1_048_576, ge=1_024)
