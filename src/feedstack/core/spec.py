@@ -162,6 +162,9 @@ class Serve(_Section):
     # for a replayed or simulated log whose events are not happening now (the demo's world):
     # with the wall clock every article of such a log would be too old to serve.
     clock: Literal["system", "log"] = "system"
+    # clock "log" only: how far one event may move the serving clock, and how far ahead of it an
+    # event posted to the API may be (further ahead: rejected, field event_time). serve/clock.py
+    log_clock_max_step_s: float = Field(3600.0, gt=0)
 
     @model_validator(mode="after")
     def _known_stages(self) -> Serve:

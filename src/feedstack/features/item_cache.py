@@ -47,6 +47,7 @@ PLACEHOLDER_USER = "_"
 WINDOWS = tuple(name.split("_", 1)[1] for name in ARTICLE_COUNTERS[::2])
 COLUMNS = (*ARTICLE_COUNTERS, *(f"ctr_{w}" for w in WINDOWS), "age_s")
 _TAUS = np.asarray(ARTICLE_TAUS, dtype=F64)
+_MAX_EXPONENT = 50.0
 
 
 @dataclass(frozen=True)
@@ -85,6 +86,9 @@ class ItemFeatureCache:
         self.max_batch = max_batch
         self._monotonic = monotonic
         self.events = 0
+        # Called with each batch's events (log order) after they are applied: the serving
+        # clock of a replayed log follows them (serve/clock.py).
+        self.on_events: Callable[[Sequence[dict[str, Any]]], None] | None = None
         self._view = _EMPTY
         self._publish()
 
@@ -111,7 +115,10 @@ class ItemFeatureCache:
             records = self.tail.poll(self.max_batch, wait)
             if not records:
                 break
-            self.agg.apply(_article_view(payload) for _, payload in records)
+            views = [_article_view(payload) for _, payload in records]
+            self.agg.apply(views)
+            if self.on_events is not None:
+                self.on_events(views)
             applied += len(records)
             batches += 1
             wait = 0.0
@@ -154,7 +161,11 @@ class ItemFeatureCache:
         if v.n:
             # Exactly the aggregator's rendering (stored * exp((T0 - at) / tau), then float32),
             # so a cached value equals the online store's row as of the same time.
-            counts = (v.counts[safe] * np.exp((v.base_s - at_s) / _TAUS)).astype(np.float32)
+            # The exponent is capped: a reader far behind the base time (an event stamped far
+            # ahead rebased the counters, serve/clock.py) gets finite values, not inf; no real
+            # read is 50 time constants behind the base (the cap changes no other value).
+            grow = np.minimum((v.base_s - at_s) / _TAUS, _MAX_EXPONENT)
+            counts = (v.counts[safe] * np.exp(grow)).astype(np.float32)
             counts[~known] = 0.0
             publish = v.publish_s[safe]
             publish[~known] = np.nan
