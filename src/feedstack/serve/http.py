@@ -37,6 +37,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from feedstack.core.ids import ID_PATTERN, MAX_ID_CHARS, MAX_LABEL_CHARS, id_problem
 from feedstack.monitor.metrics import ServingMetrics
+from feedstack.serve import openapi
 from feedstack.serve.errors import BadRequest, NotFound, RequestInvalid, kind_of, reply_for
 from feedstack.serve.security import Guard
 from feedstack.serve.types import Feed, FeedService, IngestCounts
@@ -264,6 +265,8 @@ def create_app(
     @app.get("/v1/ping", include_in_schema=False)
     async def ping() -> Response:
         return Response(_PING, 200, media_type=JSON)
+
+    openapi.install(app, api.max_events_per_request)
 
     @app.exception_handler(RequestValidationError)
     async def on_invalid(request: Request, exc: RequestValidationError) -> Response:
