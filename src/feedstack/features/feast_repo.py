@@ -339,6 +339,8 @@ def _write_text_atomic(path: Path, text: str) -> bool:
         return False
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(text, encoding="utf-8")
+    # feature_store.yaml may hold the Redis password (Feast reads it from there): owner only.
+    tmp.chmod(0o600)
     tmp.replace(path)
     return True
 
