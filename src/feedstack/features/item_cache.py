@@ -33,13 +33,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import orjson
 
 from feedstack.features.aggregator import FeatureAggregator
 from feedstack.features.checkpoint import load_checkpoint
 from feedstack.features.definitions import ARTICLE_COUNTERS, ARTICLE_TAUS, smoothed_ctr
 from feedstack.features.tail import LogTail, PollingTail
 from feedstack.storage.eventlog import EventLog
+from feedstack.storage.quarantine import parse_stream
 
 F64 = np.float64
 PLACEHOLDER_USER = "_"
@@ -86,6 +86,7 @@ class ItemFeatureCache:
         self.max_batch = max_batch
         self._monotonic = monotonic
         self.events = 0
+        self.skipped = 0
         # Called with each batch's events (log order) after they are applied: the serving
         # clock of a replayed log follows them (serve/clock.py).
         self.on_events: Callable[[Sequence[dict[str, Any]]], None] | None = None
@@ -115,7 +116,11 @@ class ItemFeatureCache:
             records = self.tail.poll(self.max_batch, wait)
             if not records:
                 break
-            views = [_article_view(payload) for _, payload in records]
+            # A record the feature code cannot use is skipped, not allowed to stop the
+            # serving process's refresh (storage/quarantine.py; counted in ``skipped``).
+            usable, skipped = parse_stream(records, "item cache")
+            self.skipped += len(skipped)
+            views = [_article_view(ev) for ev in usable]
             self.agg.apply(views)
             if self.on_events is not None:
                 self.on_events(views)
@@ -191,10 +196,9 @@ class ItemFeatureCache:
         self.tail.close()
 
 
-def _article_view(payload: bytes) -> dict[str, Any]:
+def _article_view(ev: dict[str, Any]) -> dict[str, Any]:
     """The event with its user replaced by a placeholder: article state is unchanged (it never
     reads users) and the cache keeps no per-user state."""
-    ev: dict[str, Any] = orjson.loads(payload)
     if "user_id" in ev:
         ev["user_id"] = PLACEHOLDER_USER
     return ev
