@@ -153,7 +153,9 @@ def test_body_and_event_count_caps() -> None:
 def test_rate_limit_per_key_with_injected_clock() -> None:
     clock = StepClock()
     client, _, _ = make_client(
-        Api(rate_per_key_per_s=2.0, burst_per_key=3, public_feeds=True), clock=clock, key=None
+        Api(rate_per_key_per_s=2.0, burst_per_key=3, public_feeds=True, rate_limit_feeds=True),
+        clock=clock,
+        key=None,
     )
     h = {"x-api-key": KEY}
     codes = [client.get("/v1/feed/u1", headers=h).status_code for _ in range(4)]
@@ -191,6 +193,18 @@ def test_metrics_off_is_a_404_and_requests_still_served() -> None:
     client, _, _ = make_client(metrics=False)
     assert client.get("/v1/feed/u1").status_code == 200
     assert client.get("/metrics").status_code == 404
+
+
+def test_feeds_are_not_rate_limited_per_key_unless_configured() -> None:
+    """A feeds key is a front end's: all its users' traffic. Limited at the load balancer,
+    not here, unless api.rate_limit_feeds (events keys always are)."""
+    clock = StepClock()
+    client, _, _ = make_client(Api(rate_per_key_per_s=1.0, burst_per_key=2), clock=clock)
+    assert {client.get("/v1/feed/u1").status_code for _ in range(20)} == {200}
+    codes = [
+        client.post("/v1/events", content=orjson.dumps([click(i)])).status_code for i in range(3)
+    ]
+    assert codes == [202, 202, 429]
 
 
 def test_events_open_without_keys_only_when_configured() -> None:

@@ -123,6 +123,10 @@ class Api(_Section):
     max_events_per_request: int = Field(1_000, ge=1)
     rate_per_key_per_s: float = Field(100.0, gt=0)
     burst_per_key: int = Field(200, ge=1)
+    # Feed requests are charged to the key's bucket only when true: a feeds key is a front
+    # end's, carrying many users' traffic, which is sized by the planner and limited at the
+    # load balancer; event keys are always limited.
+    rate_limit_feeds: bool = False
 
     @model_validator(mode="after")
     def _default_within_cap(self) -> Api:

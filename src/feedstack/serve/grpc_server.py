@@ -70,7 +70,7 @@ class FeedServicer(_Base, feed_pb2_grpc.FeedServicer):
         began = time.perf_counter()
         try:
             who = self.guard.authenticate(_api_key(context), "feeds")
-            self.guard.admit(who)
+            self.guard.admit(who, "feeds")
             problem = id_problem(request.user_id)
             if problem is not None:
                 raise RequestInvalid(f"user_id: {problem}", "user_id")

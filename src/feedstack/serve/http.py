@@ -182,7 +182,7 @@ def create_app(
         began = time.perf_counter()
         try:
             who = guard.authenticate(request.headers.get("x-api-key"), "feeds")
-            guard.admit(who)
+            guard.admit(who, "feeds")
             kk = guard.feed_k(k)
             rid = request.headers.get("x-request-id")
             if pool is None:

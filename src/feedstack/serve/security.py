@@ -140,11 +140,13 @@ class Guard:
             raise Forbidden(f"the API key lacks the {scope!r} scope", "api_key")
         return Principal(d, scopes)
 
-    def admit(self, who: Principal | None) -> None:
-        """Charge one request to the key's bucket (requests without a key are not limited here:
-        anonymous feed traffic is limited at the load balancer)."""
-        if who is not None:
-            self.limiter.admit(who.digest)
+    def admit(self, who: Principal | None, scope: str = "events") -> None:
+        """Charge one request to the key's bucket. Not limited here: requests without a key
+        (anonymous public feeds) and feed requests unless ``api.rate_limit_feeds``; both are
+        limited at the load balancer."""
+        if who is None or (scope == "feeds" and not self.api.rate_limit_feeds):
+            return
+        self.limiter.admit(who.digest)
 
     def shown_fallback(self, who: Principal | None, reason: str | None) -> str | None:
         """The fallback reason this caller may see: the real one for an admin key (and on a
