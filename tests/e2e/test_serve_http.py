@@ -187,6 +187,9 @@ def test_health_ready_metrics_docs() -> None:
     assert "/v1/ping" not in paths
     r = client.get("/nowhere")
     assert r.status_code == 404 and r.json()["error"]["code"] == "not_found"
+    r = client.delete("/v1/events")  # routing refusals go through the same table
+    assert r.status_code == 405 and r.json()["error"]["code"] == "method_not_allowed"
+    assert "POST" in r.headers["allow"]
 
 
 def test_metrics_off_is_a_404_and_requests_still_served() -> None:

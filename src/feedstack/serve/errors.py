@@ -8,6 +8,7 @@ it is about:
     ├── BadRequest                   400  INVALID_ARGUMENT    (a bad body, naming the field)
     ├── RequestInvalid               422  INVALID_ARGUMENT    (a query or path parameter)
     ├── NotFound                     404  NOT_FOUND
+    ├── MethodNotAllowed             405  UNIMPLEMENTED
     └── PayloadTooLarge              413  RESOURCE_EXHAUSTED  (body bytes, events, nesting)
     Refused                          403  PERMISSION_DENIED   the caller may not (now)
     ├── Unauthenticated              401  UNAUTHENTICATED     (no API key)
@@ -39,6 +40,7 @@ from feedstack.core.errors import (
     BackendUnavailable,
     ConfigError,
     DataError,
+    FeedstackError,
     InputError,
     NotSupported,
     Refused,
@@ -79,6 +81,10 @@ class NotFound(_FieldError):
     """No such route or resource."""
 
 
+class MethodNotAllowed(_FieldError):
+    """A route that exists, called with another method."""
+
+
 class PayloadTooLarge(_FieldError):
     """The body is larger than ``api.max_body_bytes`` or has too many events."""
 
@@ -113,6 +119,7 @@ _TABLE: tuple[tuple[type[BaseException], int, grpc.StatusCode, str], ...] = (
     (Unauthenticated, 401, grpc.StatusCode.UNAUTHENTICATED, "unauthenticated"),
     (Forbidden, 403, grpc.StatusCode.PERMISSION_DENIED, "forbidden"),
     (NotFound, 404, grpc.StatusCode.NOT_FOUND, "not_found"),
+    (MethodNotAllowed, 405, grpc.StatusCode.UNIMPLEMENTED, "method_not_allowed"),
     (PayloadTooLarge, 413, grpc.StatusCode.RESOURCE_EXHAUSTED, "payload_too_large"),
     (RateLimited, 429, grpc.StatusCode.RESOURCE_EXHAUSTED, "rate_limited"),
     (InputError, 400, grpc.StatusCode.INVALID_ARGUMENT, "bad_request"),
@@ -150,6 +157,16 @@ def reply_for(exc: BaseException) -> ErrorReply:
             return ErrorReply(http_status, grpc_code, code, _HIDDEN_MESSAGES[code])
     log.error("internal error", exc_info=exc)
     return ErrorReply(500, grpc.StatusCode.INTERNAL, "internal", "internal error")
+
+
+def routing_error(status: int, detail: str) -> FeedstackError:
+    """The framework's own routing refusals (no such route, wrong method) as our errors, so
+    their status too is decided by the table above."""
+    if status == 404:
+        return NotFound(detail, None)
+    if status == 405:
+        return MethodNotAllowed(detail, None)
+    return BadRequest(detail, None) if 400 <= status < 500 else FeedstackError(detail)
 
 
 def kind_of(exc: BaseException) -> str:

@@ -38,7 +38,14 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from feedstack.core.ids import ID_PATTERN, MAX_ID_CHARS, MAX_LABEL_CHARS, id_problem
 from feedstack.monitor.metrics import ServingMetrics
 from feedstack.serve import openapi
-from feedstack.serve.errors import BadRequest, NotFound, RequestInvalid, kind_of, reply_for
+from feedstack.serve.errors import (
+    BadRequest,
+    NotFound,
+    RequestInvalid,
+    kind_of,
+    reply_for,
+    routing_error,
+)
 from feedstack.serve.security import Guard
 from feedstack.serve.types import Feed, FeedService, IngestCounts
 
@@ -280,9 +287,10 @@ def create_app(
 
     @app.exception_handler(StarletteHTTPException)
     async def on_http(request: Request, exc: StarletteHTTPException) -> Response:
-        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-        body = {"error": {"code": code, "message": str(exc.detail)}}
-        return Response(orjson.dumps(body), exc.status_code, exc.headers, JSON)
+        resp = _error_response(routing_error(exc.status_code, str(exc.detail)))
+        if exc.headers:  # e.g. Allow on a 405
+            resp.headers.update(exc.headers)
+        return resp
 
     @app.exception_handler(Exception)
     async def on_internal(request: Request, exc: Exception) -> Response:
