@@ -36,7 +36,9 @@ def test_serve_process_answers_both_protocols_and_stops_on_sigterm(tmp_path: Pat
         info = orjson.loads(proc.stdout.readline())
         assert {"http", "grpc", "http_port", "grpc_port"} <= set(info)
         with httpx.Client(base_url=info["http"], timeout=10) as http:
-            feed = http.get("/v1/feed/u7", params={"k": 5}).json()
+            assert http.get("/v1/feed/u7").status_code == 401  # feeds need a key
+            h = {"x-api-key": "smoke-key"}
+            feed = http.get("/v1/feed/u7", params={"k": 5}, headers=h).json()
             assert len(feed["items"]) == 5
             r = http.post(
                 "/v1/events", content=orjson.dumps([click(1)]), headers={"x-api-key": "smoke-key"}
@@ -46,7 +48,9 @@ def test_serve_process_answers_both_protocols_and_stops_on_sigterm(tmp_path: Pat
         with grpc.insecure_channel(info["grpc"]) as ch:
             health = health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest())
             assert health.status == health_pb2.HealthCheckResponse.SERVING
-            got = feed_pb2_grpc.FeedStub(ch).GetFeed(feed_pb2.FeedRequest(user_id="u7", k=5))
+            got = feed_pb2_grpc.FeedStub(ch).GetFeed(
+                feed_pb2.FeedRequest(user_id="u7", k=5), metadata=(("x-api-key", "smoke-key"),)
+            )
             assert [i.item_id for i in got.items] == [i["item_id"] for i in feed["items"]]
     finally:
         proc.send_signal(signal.SIGTERM)

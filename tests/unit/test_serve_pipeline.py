@@ -227,6 +227,28 @@ def test_cache_down_falls_back_and_counts(parts: Parts) -> None:
     svc.close()
 
 
+def test_corrupt_cache_entry_is_a_fallback_not_the_callers_fault(parts: Parts) -> None:
+    """Regression: a corrupt or empty candidate-cache entry answered 400 with an internal
+    message ("unknown format b'garb'"). Our own bad bytes are a fallback feed."""
+    import sqlite3
+
+    spec = load_spec(parts.project)
+    svc = make(parts)
+    users = users_with_lists(svc, 3)
+    db = sqlite3.connect(parts.project / "data" / "candidates.sqlite")
+    for user, blob in zip(users, (b"garbage", b"", b'FSC1\x05\x00\x00\x00{"n"'), strict=True):
+        db.execute("UPDATE candidates SET list = ? WHERE user = ?", (blob, user))
+    db.commit()
+    db.close()
+    for user in users:
+        feed = svc.feed(user, 5)
+        assert feed.fallback == "cache_corrupt" and len(feed.items) == 5
+    assert _count(parts, "feedstack_fallbacks_total", reason="cache_corrupt") == 3
+    assert _count(parts, "feedstack_candidate_cache_lookups_total", result="corrupt") == 3
+    assert spec.backends.candidate_cache.startswith("sqlite://")
+    svc.close()
+
+
 def test_online_store_down_still_ranks_the_users_list(parts: Parts, service: FeedPipeline) -> None:
     user = users_with_lists(service)[0]
     parts.users.close()
@@ -448,3 +470,41 @@ def test_candidates_build_without_a_model_is_a_usage_error(project: Path) -> Non
     result = CliRunner().invoke(app, ["candidates", "build", "-p", str(project), "--json"])
     assert result.exit_code == 2
     assert "feedstack train" in result.stderr
+
+
+def test_candidates_build_quarantines_what_it_cannot_use(parts: Parts, trained: Trained) -> None:
+    """Regression: an article_published whose article_id held a NUL byte was accepted (202),
+    then `feedstack candidates build` exited 2 for every user ("candidate id ... contains NUL"),
+    which also blocked rebuilding the cache after a Redis loss. Ingest now refuses such ids;
+    one stored before that is set aside (counted, in the dead-letter store with its event id and
+    the reason) and every user still gets a list."""
+    from feedstack.core.events import ArticlePublished
+    from feedstack.storage.deadletter import open_dead_letter
+
+    spec = load_spec(parts.project)
+    at = parts.clock.now().isoformat()
+    poison = {
+        "type": "article_published",
+        "event_id": "poison-1",
+        "event_time": at,
+        "article_id": "a\x00poison",
+        "title": "t",
+        "text": "x",
+        "topic": parts.log.article_topic[0],
+        "region": "global",
+        "publish_time": at,
+    }
+    log = open_event_log(spec.backends.event_log, parts.project)
+    # Written as an older version of ingest would have: past today's validation.
+    log.append([ArticlePublished.model_construct(event_id="poison-1")], [orjson.dumps(poison)])
+    log.close()
+    report = build_candidate_cache(parts.project)
+    assert report["quarantined"] == 1
+    assert report["users"] == trained.report["users"]
+    dl = open_dead_letter(spec.backends.dead_letter, parts.project)
+    (entry,) = [r for r in dl.read() if r.source == "candidates build"]
+    assert entry.field == "article_id" and "NUL" in entry.reason and "poison-1" in entry.raw
+    stored = len(dl.read())
+    again = build_candidate_cache(parts.project)  # a re-run adds nothing to the store
+    assert again["quarantined"] == 1 and len(dl.read()) == stored
+    dl.close()

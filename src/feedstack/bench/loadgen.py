@@ -87,15 +87,18 @@ class _HttpConn:
 
 
 class HttpDriver:
-    def __init__(self, host: str, port: int, target: str, max_conns: int) -> None:
+    def __init__(
+        self, host: str, port: int, target: str, max_conns: int, api_key: str | None = None
+    ) -> None:
         self.host, self.port, self.target = host, port, target
         self.max_conns = max_conns
+        self.key_header = f"X-API-Key: {api_key}\r\n" if api_key else ""
         self.idle: asyncio.Queue[_HttpConn] = asyncio.Queue()  # FIFO: waiters are served in order
         self.opened = 0
 
     def encode(self, req: Request) -> bytes:
         path = f"/v1/feed/{req.user}?k={req.k}" if self.target == "feed" else "/v1/ping"
-        return f"GET {path} HTTP/1.1\r\nHost: {self.host}\r\n\r\n".encode()
+        return f"GET {path} HTTP/1.1\r\nHost: {self.host}\r\n{self.key_header}\r\n".encode()
 
     async def _acquire(self) -> _HttpConn:
         if self.idle.empty() and self.opened < self.max_conns:
@@ -128,7 +131,7 @@ class HttpDriver:
 
 
 class GrpcDriver:
-    def __init__(self, host: str, port: int, target: str) -> None:
+    def __init__(self, host: str, port: int, target: str, api_key: str | None = None) -> None:
         import grpc.aio
         from grpc_health.v1 import health_pb2, health_pb2_grpc
 
@@ -137,6 +140,7 @@ class GrpcDriver:
         self.grpc = grpc
         self.channel = grpc.aio.insecure_channel(f"{host}:{port}")
         self.target = target
+        self.metadata = (("x-api-key", api_key),) if api_key else None
         self.feed_pb2 = feed_pb2
         self.health_req = health_pb2.HealthCheckRequest(service="")
         if target == "feed":
@@ -151,7 +155,7 @@ class GrpcDriver:
 
     async def call(self, data: Any) -> bool:
         try:
-            await self.method(data, timeout=10.0)
+            await self.method(data, timeout=10.0, metadata=self.metadata)
         except self.grpc.aio.AioRpcError:
             return False
         return True
@@ -247,9 +251,10 @@ async def closed_loop(
 async def run(cfg: dict[str, Any]) -> dict[str, Any]:
     host, port = cfg["host"], int(cfg["port"])
     if cfg["protocol"] == "grpc":
-        driver: Any = GrpcDriver(host, port, cfg["target"])
+        driver: Any = GrpcDriver(host, port, cfg["target"], cfg.get("api_key"))
     else:
-        driver = HttpDriver(host, port, cfg["target"], int(cfg.get("connections", 64)))
+        conns = int(cfg.get("connections", 64))
+        driver = HttpDriver(host, port, cfg["target"], conns, cfg.get("api_key"))
     duration = float(cfg["duration_s"])
     rate = cfg.get("rate")
     n = int(rate * duration) if rate else int(cfg.get("pool", 20_000))

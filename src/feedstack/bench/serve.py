@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import os
 import queue
+import secrets
 import signal
 import subprocess
 import sys
@@ -35,6 +36,8 @@ import orjson
 
 from feedstack.bench.machine import process_cpu_s
 from feedstack.core.errors import BackendUnavailable, InputError
+from feedstack.core.spec import Api
+from feedstack.serve.auth import api_key_entry
 
 READY_TIMEOUT_S = 300.0  # the pipeline replays the log into its item cache before it is ready
 MAX_USERS = 200_000
@@ -138,6 +141,24 @@ def wait_ready(http_url: str, timeout_s: float) -> dict[str, Any]:
     raise BackendUnavailable(f"server not ready after {timeout_s:.0f} s: {last}")
 
 
+def bench_key(project: Path | None, *scopes: str) -> tuple[str, dict[str, str]]:
+    """A fresh API key (scopes: feeds unless given) and the environment for a server that
+    accepts it: feeds need a key (``api.public_feeds`` is off by default), and the load a
+    benchmark measures is the load a client with a key sends."""
+    keys_env = Api().keys_env
+    if project is not None and (project / "feedstack.yaml").exists():
+        from feedstack.core.spec import load_spec
+
+        keys_env = load_spec(project).api.keys_env
+    key = secrets.token_hex(16)
+    env = {
+        **os.environ,
+        "OPENBLAS_NUM_THREADS": "1",
+        keys_env: api_key_entry(key, *(scopes or ("feeds",))),
+    }
+    return key, env
+
+
 def run_loadgen(cfg: dict[str, Any], timeout_s: float) -> dict[str, Any]:
     """One load-generator run in its own process."""
     proc = subprocess.run(
@@ -200,7 +221,7 @@ def run_serve_bench(
         cache_backend = "synthetic"
     if not metrics:
         args.append("--no-metrics")
-    env = {**os.environ, "OPENBLAS_NUM_THREADS": "1"}
+    key, env = bench_key(project)
     server = ServerProcess(args, env)
     try:
         addr = server.addresses(READY_TIMEOUT_S)
@@ -214,6 +235,7 @@ def run_serve_bench(
             "connections": connections,
             "warmup_s": warmup_s,
             "seed": seed,
+            "api_key": key,
         }
         budget = duration_s + warmup_s + 60.0
         floor = drive(

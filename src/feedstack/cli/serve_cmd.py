@@ -59,16 +59,19 @@ def serve(
 ) -> None:
     """Serve feeds over HTTP (FastAPI) and gRPC until SIGTERM or Ctrl-C.
 
-    API keys for POST /v1/events come from the environment variable named by api.keys_env
-    (FEEDSTACK_API_KEYS by default, comma-separated). Prints the bound addresses when ready
-    (--json: one line).
+    API keys come from the environment variable named by api.keys_env (FEEDSTACK_API_KEYS by
+    default): comma-separated KEY or KEY:SCOPE+SCOPE entries, scopes feeds, events, admin (a
+    bare KEY has feeds and events). Feeds need the feeds scope unless api.public_feeds. Prints
+    the bound addresses when ready (--json: one line).
     """
+    from feedstack.core.redact import install_log_redaction
     from feedstack.core.spec import Spec, load_spec
     from feedstack.monitor.metrics import ServingMetrics
     from feedstack.serve.security import Guard
     from feedstack.serve.server import Bound, run_server
 
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+    install_log_redaction()
     with cli_errors():
         root = project_dir(project)
         spec = (
@@ -81,11 +84,12 @@ def serve(
         api = spec.api
         metrics = ServingMetrics(enabled=not no_metrics)
         svc = _build(service, root, spec, metrics, synthetic_cpu_ms)
-        guard = Guard.from_spec(api)
+        guard = Guard.from_spec(api, ingest=spec.ingest)
         if not guard.key_digests and api.require_key:
+            closed = "POST /v1/events" if api.public_feeds else "feeds and POST /v1/events"
             console.print(
                 f"[yellow]warning:[/yellow] no API keys in ${api.keys_env}: "
-                "POST /v1/events will answer 401"
+                f"{closed} will answer 401"
             )
 
         def ready(bound: Bound) -> None:

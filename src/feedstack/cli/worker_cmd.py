@@ -25,6 +25,7 @@ from feedstack.features.definitions import ONLINE_AT_TICKS
 
 if TYPE_CHECKING:  # the CLI imports nothing heavy before a command runs
     from feedstack.features.sink import FeatureSink
+    from feedstack.storage.deadletter import Rejection
 
 app = typer.Typer(help="The streaming feature worker.", no_args_is_help=True)
 
@@ -90,6 +91,7 @@ def run(
     after the current batch with a final checkpoint."""
     from feedstack.core.spec import load_spec
     from feedstack.features.worker import FeatureWorker, WorkerConfig
+    from feedstack.storage.deadletter import open_dead_letter
     from feedstack.storage.eventlog import open_event_log
 
     with cli_errors():
@@ -104,6 +106,7 @@ def run(
             tick_only_views=tuple(tick_only),
         )
         worker = FeatureWorker.open(log, sink, checkpoint_path(proj), config)
+        worker.dead_letter = open_dead_letter(spec.backends.dead_letter, proj)
         if metrics_port is not None:
             from prometheus_client import start_http_server
 
@@ -139,6 +142,7 @@ def backfill(
     """Compute every feature over the whole log in one pass (same code as the worker)."""
     from feedstack.core.spec import load_spec
     from feedstack.features.backfill import log_batches, parquet_batches, run_backfill
+    from feedstack.storage.deadletter import open_dead_letter
     from feedstack.storage.eventlog import open_event_log
     from feedstack.storage.offline import open_offline_store
 
@@ -149,14 +153,23 @@ def backfill(
         spec = load_spec(proj)
         sink = open_sink(proj, sink_kind)
         log = open_event_log(spec.backends.event_log, proj)
+        dead_letter = open_dead_letter(spec.backends.dead_letter, proj)
+        quarantined: list[int] = []
+
+        def set_aside(rejected: list[Rejection]) -> None:
+            dead_letter.write(rejected)
+            quarantined.append(len(rejected))
+
         if source == "parquet":
             batches = parquet_batches(open_offline_store(spec.backends.offline_store, proj))
         else:
-            batches = log_batches(log)
+            batches = log_batches(log, on_rejected=set_aside)
         path = checkpoint_path(proj) if checkpoint else None
         _, report = run_backfill(batches, sink, checkpoint_path=path)
         log.close()
+        dead_letter.close()
         result = report.to_dict()
+        result["quarantined"] = sum(quarantined)
         result.update(sink=sink_kind, source=source)
         if as_json:
             emit_json(result)

@@ -32,6 +32,7 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from feedstack.core.errors import BackendUnavailable
+from feedstack.core.redact import redact_url
 from feedstack.storage.eventlog import EventLog
 
 DEFAULT_GROUP = "features"
@@ -123,7 +124,7 @@ class RedisGroupTail:
 
         from feedstack.storage.urls import redis_client
 
-        self.url = url
+        self.url = redact_url(url)
         self.stream = stream
         self.group = group
         self.consumer = consumer
@@ -137,7 +138,7 @@ class RedisGroupTail:
         try:
             self._open_group()
         except self._error as exc:
-            raise BackendUnavailable(f"log tail {url} ({stream}): {exc}") from exc
+            raise BackendUnavailable(f"log tail {self.url} ({stream}): {exc}") from exc
 
     # ------------------------------------------------------------------------- group setup
     def _open_group(self) -> None:
