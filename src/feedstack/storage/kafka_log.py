@@ -328,6 +328,22 @@ class KafkaEventLog:
             return True
         return False
 
+    def depth_after(self, after: str | None) -> int | None:
+        """Records stored past ``after`` (copies and duplicates included), from the whole-log
+        reader's last fetch (its high watermarks); None before any read."""
+        from confluent_kafka import TopicPartition
+
+        if self._reader is None:
+            return None
+        start = decode_position(after, self.partitions)
+        total = 0
+        for p in range(self.partitions):
+            _, high = self._reader.get_watermark_offsets(TopicPartition(self.topic, p), cached=True)
+            if high is None or high < 0:
+                return None
+            total += max(0, high - start[p])
+        return total
+
     def count(self) -> int:
         self._catch_up()
         return len(self._ids)
