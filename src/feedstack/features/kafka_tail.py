@@ -16,6 +16,7 @@ leaves the group at once.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable
 from typing import Any
@@ -150,10 +151,9 @@ class KafkaGroupTail:
         ]
         if not tps:
             return
-        try:
+        # Refused after a rebalance: harmless, the checkpoint, not the commit, is the truth.
+        with contextlib.suppress(KafkaException):
             self._c.commit(offsets=tps, asynchronous=False)
-        except KafkaException:
-            pass  # refused after a rebalance: the checkpoint, not the commit, is the truth
 
     def depth(self) -> int | None:
         """Records past the position in this member's partitions (from the fetch responses'
