@@ -87,7 +87,9 @@ class KafkaGroupTail:
 
     def _join(self, timeout_s: float) -> None:
         """Wait for the group's first assignment (maybe empty: more members than partitions),
-        so that an opened tail is a member and its first poll reads."""
+        so that an opened tail is a member and its first poll reads. ``timeout_s`` 0: no wait."""
+        if timeout_s <= 0:
+            return
         deadline = time.monotonic() + timeout_s
         while not self.rebalances:
             if time.monotonic() > deadline:
