@@ -186,6 +186,9 @@ class GroupWorker:
         self.dedupe_window = dedupe_window
         self.user_sink = ViewFilter(sink, [USER_FEATURES.name])
         self.tasks: dict[int, FeatureWorker] = {}
+        self.retired: list[
+            FeatureWorker
+        ] = []  # tasks handed on (their reports, lags with keep_lags)
         self.merger: Merger | None = None
         self.report = WorkerReport()
         self.tail = KafkaGroupTail(
@@ -232,6 +235,8 @@ class GroupWorker:
             task = self.tasks.pop(p, None)
             if task is not None:
                 task.checkpoint()
+                if self.config.keep_lags:
+                    self.retired.append(task)
         if 0 in partitions:
             self.merger = None
 
