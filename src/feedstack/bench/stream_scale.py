@@ -129,7 +129,7 @@ def run_stream_run(
         deadline = time.monotonic() + 120
         while not (all(held[i] > 0 for i in range(workers)) and sum(held[:]) == partitions):
             if time.monotonic() > deadline:
-                raise RuntimeError(f"the group did not settle: {list(held)}")
+                raise RuntimeError(f"the group did not settle: {held[:]}")
             time.sleep(0.1)
         go.set()
         prod = producer_out.get(timeout=duration_s + 120)
