@@ -156,3 +156,46 @@ def test_two_workers_in_a_group_equal_one_pass(kafka_log: KafkaEventLog, tmp_pat
     assert all(r.events > 0 for r in reports.values())  # both did a share of the work
     assert sum(r.events for r in reports.values()) >= 6_000
     _same_online(sink, _one_pass(kafka_log))
+
+
+def test_a_crashed_member_replays_from_its_checkpoints_and_duplicates_drop(
+    kafka_log: KafkaEventLog, tmp_path: Path
+) -> None:
+    """Kill a member after it applied more than its checkpoints cover, with a duplicate in the
+    topic (two appenders raced on an id): the next member resumes every partition from its own
+    checkpoint, drops the duplicate, and the online features equal one pass."""
+    _append_world(kafka_log, 3_000)
+    racer = KafkaEventLog(kafka_log.url, index_refresh_s=3_600)
+    racer.count()  # its index is built now and goes stale
+    click = {
+        "type": "click",
+        "event_id": "raced-1",
+        "event_time": "2026-05-28T21:01:50+00:00",
+        "user_id": "u7",
+        "article_id": "a3",
+    }
+    payload = orjson.dumps(click)
+    for lg in (kafka_log, racer):
+        lg.append([EVENT_ADAPTER.validate_json(payload)], [payload])
+    racer.close()
+    stored = [r for p in range(PARTITIONS) for r in kafka_log.partition_records(p)]
+    assert sum(r.event_id == "raced-1" for r in stored) == 2
+
+    sink, folder = LockedSink(), tmp_path / "checkpoints"
+    config = WorkerConfig(max_batch=200, max_wait_s=0.05, consumer="a", checkpoint_every_events=700)
+    first = GroupWorker(kafka_log, sink, folder, config)
+    while first.report.events < 2_000:
+        first.step()
+        for task in list(first.tasks.values()):
+            task.maybe_checkpoint()
+    covered = sum(
+        int(t.checkpointed_offset or -1) + 1 for t in first.tasks.values()
+    )  # records the checkpoints cover
+    assert covered < first.report.events  # it dies with work the checkpoints do not cover
+    first.tail._on_revoke = None  # the process vanishes: no last checkpoint on the way out
+    first.tail.close()
+
+    again = GroupWorker(kafka_log, sink, folder, _config("b"))
+    again.run(once=True)
+    again.close()
+    _same_online(sink, _one_pass(kafka_log))

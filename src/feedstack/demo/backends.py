@@ -77,9 +77,23 @@ class StreamPart:
         }
 
     def stop(self) -> None:
+        """Stop the broker (its topic lived in memory) and delete this run's Redis keys: the
+        project's records (measurements, report) stay, the shared Redis keeps nothing."""
         if self.broker is not None:
             self.broker.stop()
             self.broker = None
+        import redis
+
+        try:
+            r = redis.Redis.from_url(self.redis_url, socket_timeout=10)
+            # Feast ends its keys with the project name (the prefix, normalized): match the
+            # run's random part anywhere.
+            keys = list(r.scan_iter(f"*{self.prefix.rsplit('-', 1)[1]}*", count=10_000))
+            for i in range(0, len(keys), 10_000):
+                r.delete(*keys[i : i + 10_000])
+            r.close()
+        except redis.RedisError:
+            pass  # nothing to clean where nothing could be written
 
 
 @dataclass
