@@ -192,8 +192,7 @@ def test_a_crashed_member_replays_from_its_checkpoints_and_duplicates_drop(
         int(t.checkpointed_offset or -1) + 1 for t in first.tasks.values()
     )  # records the checkpoints cover
     assert covered < first.report.events  # it dies with work the checkpoints do not cover
-    first.tail._on_revoke = None  # the process vanishes: no last checkpoint on the way out
-    first.tail.close()
+    first.tail.close()  # the process vanishes: no last checkpoint on the way out
 
     again = GroupWorker(kafka_log, sink, folder, _config("b"))
     again.run(once=True)

@@ -62,6 +62,8 @@ class KafkaGroupTail:
         self.rebalances = 0
         self._on_assign = on_assign
         self._on_revoke = on_revoke
+        self._callback_error: BaseException | None = None
+        self._closing = False
         conf = consumer_config(
             log.target.bootstrap,
             **{
@@ -100,9 +102,29 @@ class KafkaGroupTail:
                 )
             for m in self._c.consume(1, 0.05):  # serves the rebalance callbacks
                 self.merge._receive(m)
+            self._raise_callback_error()
 
     # ------------------------------------------------------------------------ rebalancing
+    # librdkafka calls these from inside consume(); an exception escaping into its C code can
+    # crash the process, so each is caught here and raised again once consume() has returned.
     def _assigned(self, consumer: Any, parts: list[Any]) -> None:
+        try:
+            self._assign_now(consumer, parts)
+        except BaseException as exc:
+            self._callback_error = exc
+
+    def _revoked(self, consumer: Any, parts: list[Any]) -> None:
+        try:
+            self._revoke_now(consumer, parts)
+        except BaseException as exc:
+            self._callback_error = exc
+
+    def _raise_callback_error(self) -> None:
+        exc, self._callback_error = self._callback_error, None
+        if exc is not None:
+            raise exc
+
+    def _assign_now(self, consumer: Any, parts: list[Any]) -> None:
         ps = sorted(tp.partition for tp in parts)
         start = self._on_assign(ps) if self._on_assign else {p: self.positions[p] for p in ps}
         for tp in parts:
@@ -113,19 +135,23 @@ class KafkaGroupTail:
         self.assigned = sorted(set(self.assigned) | set(ps))
         self.rebalances += 1  # counted on every assignment, an empty one too
 
-    def _revoked(self, consumer: Any, parts: list[Any]) -> None:
+    def _revoke_now(self, consumer: Any, parts: list[Any]) -> None:
         ps = sorted(tp.partition for tp in parts)
-        if self._on_revoke:
+        if self._on_revoke and not self._closing:
             self._on_revoke(ps)
         self.merge.drop(ps)
         self.assigned = [p for p in self.assigned if p not in ps]
-        consumer.unassign()
+        if not self._closing:
+            consumer.unassign()
 
     # ---------------------------------------------------------------------------- reading
     def poll_records(self, max_events: int, timeout_s: float) -> list[tuple[str, KafkaRecord]]:
         """Like ``poll``, with each record's partition, offset and headers."""
         merge = self.merge
-        merge.fill(timeout_s, max_events)
+        try:
+            merge.fill(timeout_s, max_events)
+        finally:
+            self._raise_callback_error()
         out = []
         pos = self.positions
         for r in merge.take(max_events):
@@ -174,5 +200,7 @@ class KafkaGroupTail:
         return total
 
     def close(self) -> None:
-        """Leave the group (the coordinator hands the partitions on at once)."""
+        """Leave the group (the coordinator hands the partitions on at once). The partitions'
+        owner has checkpointed what it wants kept before calling this."""
+        self._closing = True
         self._c.close()
