@@ -58,7 +58,7 @@ def open_tail(log: EventLog) -> Iterator[OpenTail]:
             # tansu's JoinGroup waits half the session timeout: 2 s keeps the suite short (the
             # worker's group tests use the 6 s a loaded machine needs to keep members alive).
             tail = KafkaGroupTail(
-                log, after, group="features", consumer=consumer, session_timeout_ms=2_000
+                log, after, group=f"g-{log.topic}", consumer=consumer, session_timeout_ms=2_000
             )
         else:
             tail = PollingTail(log, after, sleep=_no_sleep)

@@ -64,8 +64,10 @@ def _one_pass(log: KafkaEventLog) -> MemorySink:
     return sink
 
 
-def _config(name: str) -> WorkerConfig:
-    return WorkerConfig(max_batch=500, max_wait_s=0.05, consumer=name, group="features")
+def _config(name: str, log: KafkaEventLog) -> WorkerConfig:
+    # One group per topic: the session's broker must not mix members of earlier tests' groups.
+    group = f"features-{log.topic}"
+    return WorkerConfig(max_batch=500, max_wait_s=0.05, consumer=name, group=group)
 
 
 def _members_split(workers: list[GroupWorker], timeout_s: float = 30.0) -> None:
@@ -137,7 +139,7 @@ def test_two_workers_in_a_group_equal_one_pass(kafka_log: KafkaEventLog, tmp_pat
     sink = LockedSink()
     folder = tmp_path / "checkpoints"
     workers = [
-        GroupWorker(kafka_log, sink, folder, _config(f"w{i}")) for i in range(2)
+        GroupWorker(kafka_log, sink, folder, _config(f"w{i}", kafka_log)) for i in range(2)
     ]  # the second join rebalances the first: both poll until the group settles
     _members_split(workers)
     _append_world(kafka_log)
@@ -194,7 +196,7 @@ def test_a_crashed_member_replays_from_its_checkpoints_and_duplicates_drop(
     assert covered < first.report.events  # it dies with work the checkpoints do not cover
     first.tail.close()  # the process vanishes: no last checkpoint on the way out
 
-    again = GroupWorker(kafka_log, sink, folder, _config("b"))
+    again = GroupWorker(kafka_log, sink, folder, _config("b", kafka_log))
     again.run(once=True)
     again.close()
     _same_online(sink, _one_pass(kafka_log))

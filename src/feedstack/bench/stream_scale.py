@@ -46,7 +46,14 @@ def _member_main(
     from feedstack.storage.kafka_log import KafkaEventLog
 
     log = KafkaEventLog(where["url"])
-    config = WorkerConfig(keep_lags=True, consumer=f"w{index}", checkpoint_every_s=10.0)
+    # A group of its own per run: members of an earlier run's group (another topic) must not
+    # take part in this run's rebalances.
+    config = WorkerConfig(
+        keep_lags=True,
+        consumer=f"w{index}",
+        group=f"features-{log.topic}",
+        checkpoint_every_s=10.0,
+    )
     worker = GroupWorker(log, _sink(sink_kind), Path(where["work"]) / "ckpt", config)
     while not go.is_set():  # in the group, holding partitions, before the first event
         worker.step()
@@ -128,8 +135,9 @@ def run_stream_run(
         producer.start()
         deadline = time.monotonic() + 120
         while not (all(held[i] > 0 for i in range(workers)) and sum(held[:]) == partitions):
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"the group did not settle: {held[:]}")
+            dead = [m.exitcode for m in members if not m.is_alive()]
+            if dead or time.monotonic() > deadline:
+                raise RuntimeError(f"the group did not settle: {held[:]}, exits {dead}")
             time.sleep(0.1)
         go.set()
         prod = producer_out.get(timeout=duration_s + 120)
