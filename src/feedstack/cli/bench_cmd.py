@@ -10,7 +10,7 @@ import orjson
 import typer
 
 from feedstack.bench import measurements
-from feedstack.cli import serve_cmd, worker_cmd
+from feedstack.cli import serve_cmd, stream_cmd, worker_cmd
 from feedstack.cli.common import (
     JsonOption,
     ProjectOption,
@@ -254,6 +254,11 @@ def all_(
         )
         records.append(measurements.record("bench-world", res))
         records.extend(_feature_benches(quick))
+        console.print("[bold]bench stream[/bold] (Kafka consumer group: 1 and 2 workers)")
+        from feedstack.bench.stream_scale import run_stream_bench
+
+        res = run_stream_bench(duration_s=4.0 if quick else 15.0)
+        records.append(measurements.record("bench-stream", res))
         records.extend(_serving_benches(quick, Path(work) if work else Path("bench-out")))
         gowalla_dir = Path("../shared/data/gowalla")
         if not quick and gowalla_dir.is_dir():
@@ -273,6 +278,7 @@ def all_(
 
 
 app.command("freshness")(worker_cmd.bench_freshness)
+app.command("stream")(stream_cmd.bench_stream)
 app.command("worker")(worker_cmd.bench_worker)
 app.command("serve")(serve_cmd.bench_serve)
 
@@ -296,6 +302,7 @@ REPORT_KINDS = (
     "bench-ingest",
     "bench-world",
     "bench-worker",
+    "bench-stream",
     "bench-features",
     "bench-gowalla",
     "bench-request-path",

@@ -63,7 +63,10 @@ def log_batches(
 
 
 def offset_key(offset: str) -> tuple[int, ...]:
-    """Sort key of a log offset: SQLite sequence numbers and Redis ``ms-seq`` ids alike."""
+    """Sort key of a log offset: SQLite sequence numbers, Redis ``ms-seq`` ids and Kafka
+    ``sum@vector`` positions (whose sum grows along the log's merge order) alike."""
+    if "@" in offset:
+        return (int(offset.partition("@")[0]),)
     return tuple(int(part) for part in offset.split("-"))
 
 

@@ -55,6 +55,7 @@ from prometheus_client.metrics_core import HistogramMetricFamily, Metric
 
 from feedstack.features.aggregator import FeatureAggregator, event_seconds
 from feedstack.features.checkpoint import load_checkpoint, save_checkpoint
+from feedstack.features.dedupe import RecentIds
 from feedstack.features.definitions import ONLINE_AT_TICKS
 from feedstack.features.rows import FeatureRows
 from feedstack.features.sink import FeatureSink
@@ -347,8 +348,10 @@ class FeatureWorker:
         metrics: WorkerMetrics | None = None,
         wall: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
+        dedupe: RecentIds | None = None,
     ) -> None:
         self.tail = tail
+        self.dedupe = dedupe  # drop ids seen in the window (a partitioned log: dedupe.py)
         self.sink = sink
         self.agg = agg if agg is not None else FeatureAggregator()
         self.offset = offset  # of the last event applied
@@ -406,6 +409,9 @@ class FeatureWorker:
         if not events:
             self.offset = self.report.offset = records[-1][0]
             return BatchReport(0, self.offset, 0, 0, self._monotonic() - start, 0.0)
+        if self.dedupe is not None:
+            fresh = self.dedupe.fresh
+            events = [e for e in events if fresh(e["event_id"])]
         times = np.fromiter((event_seconds(e["event_time"]) for e in events), F64, len(events))
         ticks = apply_cut_at_ticks(self.agg, events, times)
         snapshots = ticks.snapshots
@@ -446,7 +452,8 @@ class FeatureWorker:
         rep.snapshot_rows += n_snap
         rep.online_rows += n_online
         rep.offset = self.offset
-        return BatchReport(len(events), self.offset, n_snap, n_online, busy, float(lags.max()))
+        max_lag = float(lags.max()) if len(lags) else 0.0
+        return BatchReport(len(events), self.offset, n_snap, n_online, busy, max_lag)
 
     def _take_upgrades(self, limit: int | None) -> list[FeatureRows]:
         """Up to ``limit`` queued upgrade rows (all with None), oldest first."""
@@ -481,7 +488,8 @@ class FeatureWorker:
             self._last_checkpoint = self._monotonic()
             return False
         t = self._monotonic()
-        save_checkpoint(self.agg, self.offset, self.checkpoint_path)
+        recent = self.dedupe.to_array() if self.dedupe is not None else None
+        save_checkpoint(self.agg, self.offset, self.checkpoint_path, recent)
         if self.offset is not None:
             self.tail.ack(self.offset)
         self.metrics.checkpoint_seconds.observe(self._monotonic() - t)
