@@ -392,6 +392,9 @@ def test_build_service_serves_a_simulated_log_as_of_its_own_time(parts: Parts) -
     path = parts.project / "feedstack.yaml"
     doc = yaml.safe_load(path.read_text())
     doc.setdefault("serve", {})["clock"] = "log"
+    # Stage budgets far above any machine's stall: this test is about the clock, and on a loaded
+    # machine the failing online-store read (no Feast repo) once outlasted its 4.8 ms budget.
+    doc.setdefault("latency", {}).update({"p95_ms": 5000.0, "p99_alert_ms": 6000.0})
     path.write_text(yaml.safe_dump(doc))
     svc = build_service(parts.project, background=False)
     try:
