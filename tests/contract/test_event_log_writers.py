@@ -1,12 +1,17 @@
 """Several processes ingesting at once (what the serving workers do), against every event-log
 backend: every distinct event is stored exactly once, nothing acknowledged is lost, the counts
-each process got back add up, and a record every process rejects is dead-lettered once."""
+each process got back add up, and a record every process rejects is dead-lettered once.
+
+Kafka keeps the weaker promise its contract states (storage/kafka_log.py): with no conditional
+write, two appenders racing on one id may both write it and both count it accepted; readers
+still see every event exactly once, and nothing acknowledged is lost."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import orjson
@@ -15,6 +20,7 @@ import pytest
 from feedstack.core.spec import Spec, load_spec, render_spec
 from feedstack.storage.deadletter import open_dead_letter
 from feedstack.storage.eventlog import open_event_log
+from feedstack.storage.kafka_log import KafkaEventLog
 from tests.conftest import REDIS_URL
 
 WRITERS = 4
@@ -51,17 +57,23 @@ print(orjson.dumps(totals).decode())
 """
 
 
-@pytest.fixture(params=["sqlite", "redis"])
-def project(request: pytest.FixtureRequest, tmp_path: Path) -> Path:
+@pytest.fixture(params=["sqlite", "redis", "kafka"])
+def project(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Path]:
     spec = Spec()
+    url = None
     if request.param == "redis":
-        prefix = request.getfixturevalue("redis_prefix")
-        url = f"{REDIS_URL}?prefix={prefix}"
+        url = f"{REDIS_URL}?prefix={request.getfixturevalue('redis_prefix')}"
+    elif request.param == "kafka":
+        broker = request.getfixturevalue("kafka_broker")
+        url = str(broker.url(request.getfixturevalue("kafka_topic"), 3))
+    if url is not None:
         spec = spec.model_copy(
             update={"backends": spec.backends.model_copy(update={"event_log": url})}
         )
     (tmp_path / "feedstack.yaml").write_text(render_spec(spec), encoding="utf-8")
-    return tmp_path
+    yield tmp_path
+    if request.param == "kafka":
+        KafkaEventLog(str(url)).drop()
 
 
 @pytest.mark.slow
@@ -88,13 +100,19 @@ def test_concurrent_writers_lose_nothing_and_duplicate_nothing(project: Path) ->
         assert p.returncode == 0, err.decode(errors="replace")[-2000:]
         totals.append(orjson.loads(out))
     distinct = SHARED + WRITERS * OWN
-    assert sum(t[0] for t in totals) == distinct  # accepted: each event once, by one writer
-    assert sum(t[1] for t in totals) == (WRITERS - 1) * SHARED
-    assert all(t[2] == 2 for t in totals)
     spec = load_spec(project)
     log = open_event_log(spec.backends.event_log, project)
+    if isinstance(log, KafkaEventLog):  # racing appenders may both write an id (readers drop it)
+        assert all(t[0] + t[1] == SHARED + OWN for t in totals)
+        assert distinct <= sum(t[0] for t in totals) <= distinct + (WRITERS - 1) * SHARED
+    else:
+        assert sum(t[0] for t in totals) == distinct  # accepted: each event once, by one writer
+        assert sum(t[1] for t in totals) == (WRITERS - 1) * SHARED
+    assert all(t[2] == 2 for t in totals)
+    records: list[tuple[str, bytes]] = []
     try:
-        records = log.read_raw(None, 100_000)
+        while batch := log.read_raw(records[-1][0] if records else None, 100_000):
+            records += batch
     finally:
         log.close()
     ids = [orjson.loads(p)["event_id"] for _, p in records]

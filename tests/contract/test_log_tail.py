@@ -1,6 +1,11 @@
 """One contract suite for log tails, run against every implementation (polling over the embedded
-log, Redis consumer group). A restart is modelled as it happens: the old tail vanishes without a
-goodbye and a new one opens after the checkpoint's offset."""
+log, Redis consumer group, Kafka consumer group on a real tansu broker, and polling over the
+Kafka log, as the serving process's item cache follows it). A restart is modelled as it happens:
+the old tail vanishes without a goodbye and a new one opens after the checkpoint's offset.
+
+Kafka: a member that vanishes keeps its partitions until its session times out (6 s here), so
+the fixture closes the old member when it opens the next one (it leaves the group without
+committing anything): what the broker sees once the session has expired."""
 
 from __future__ import annotations
 
@@ -9,8 +14,10 @@ from pathlib import Path
 
 import pytest
 
+from feedstack.features.kafka_tail import KafkaGroupTail
 from feedstack.features.tail import LogTail, PollingTail, RedisGroupTail
 from feedstack.storage.eventlog import EventLog
+from feedstack.storage.kafka_log import KafkaEventLog
 from feedstack.storage.redis_log import RedisStreamEventLog
 from feedstack.storage.sqlite_log import SqliteEventLog
 from tests.conftest import REDIS_URL
@@ -19,15 +26,21 @@ from tests.factories import click, events
 OpenTail = Callable[..., LogTail]
 
 
-@pytest.fixture(params=["sqlite", "redis"])
+@pytest.fixture(params=["sqlite", "redis", "kafka-group", "kafka-polling"])
 def log(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[EventLog]:
     lg: EventLog
     if request.param == "sqlite":
         lg = SqliteEventLog(tmp_path / "events.sqlite")
+    elif request.param.startswith("kafka"):
+        broker = request.getfixturevalue("kafka_broker")
+        lg = KafkaEventLog(broker.url(request.getfixturevalue("kafka_topic"), 3))
+        lg.polling = request.param == "kafka-polling"  # type: ignore[attr-defined]
     else:
         lg = RedisStreamEventLog(REDIS_URL, prefix=request.getfixturevalue("redis_prefix"))
     yield lg
     lg.close()
+    if isinstance(lg, KafkaEventLog):
+        lg.drop()
 
 
 @pytest.fixture
@@ -38,6 +51,15 @@ def open_tail(log: EventLog) -> Iterator[OpenTail]:
         tail: LogTail
         if isinstance(log, RedisStreamEventLog):
             tail = RedisGroupTail(REDIS_URL, log.stream, after, consumer=consumer)
+        elif isinstance(log, KafkaEventLog) and not getattr(log, "polling", False):
+            for old in opened:
+                old.close()  # the old member's session has expired (see the module docstring)
+            opened.clear()
+            # tansu's JoinGroup waits half the session timeout: 2 s keeps the suite short (the
+            # worker's group tests use the 6 s a loaded machine needs to keep members alive).
+            tail = KafkaGroupTail(
+                log, after, group=f"g-{log.topic}", consumer=consumer, session_timeout_ms=2_000
+            )
         else:
             tail = PollingTail(log, after, sleep=_no_sleep)
         opened.append(tail)

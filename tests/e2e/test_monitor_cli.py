@@ -179,12 +179,13 @@ def test_slo_against_a_real_feedstack_server(tmp_path: Path) -> None:
     server = ServerProcess(
         ["serve", "--service", "synthetic", "-p", str(tmp_path), "--port", "0",
          "--grpc-port", "0", "--json"],
-        dict(os.environ),
+        dict(os.environ, FEEDSTACK_API_KEYS="slo-key:feeds"),
     )  # fmt: skip
     try:
         addr = server.addresses(60.0)
         wait_ready(addr["http"], 60.0)
-        with httpx.Client(base_url=addr["http"], timeout=10) as http:
+        h = {"x-api-key": "slo-key"}
+        with httpx.Client(base_url=addr["http"], timeout=10, headers=h) as http:
             for i in range(40):
                 assert http.get(f"/v1/feed/u{i}", params={"k": 5}).status_code == 200
         code, out, err = run(

@@ -25,8 +25,10 @@ AUTH = (("x-api-key", KEY),)
 @pytest.fixture
 def channel() -> Iterator[grpc.Channel]:
     api = Api(max_events_per_request=3)
-    guard = Guard.from_spec(api, {api.keys_env: KEY})
-    service = SyntheticFeedService(failing_users=frozenset({"boom"}))
+    guard = Guard.from_spec(api, {api.keys_env: f"{KEY},web:feeds,ops:feeds+admin"})
+    service = SyntheticFeedService(
+        failing_users=frozenset({"boom"}), fallback_users={"ghost": "cold_user"}
+    )
     server, port, health = create_grpc_server(service, guard, ServingMetrics())
     server.start()
     set_serving(health, True)
@@ -45,11 +47,11 @@ def _trailer(err: grpc.RpcError, name: str) -> str | None:
 
 def test_feed(channel: grpc.Channel) -> None:
     stub = feed_pb2_grpc.FeedStub(channel)
-    resp = stub.GetFeed(feed_pb2.FeedRequest(user_id="u1", k=12, request_id="r1"))
+    resp = stub.GetFeed(feed_pb2.FeedRequest(user_id="u1", k=12, request_id="r1"), metadata=AUTH)
     assert resp.user_id == "u1" and resp.request_id == "r1"
     assert resp.model_version == "synthetic-1" and resp.fallback == ""
     assert [i.position for i in resp.items] == list(range(12))
-    default = stub.GetFeed(feed_pb2.FeedRequest(user_id="u1"))
+    default = stub.GetFeed(feed_pb2.FeedRequest(user_id="u1"), metadata=AUTH)
     assert len(default.items) == Api().k_default
     # Same answer as the HTTP path's service for the same user: the transports add nothing.
     same = SyntheticFeedService().feed("u1", 12)
@@ -59,13 +61,36 @@ def test_feed(channel: grpc.Channel) -> None:
 def test_feed_errors(channel: grpc.Channel) -> None:
     stub = feed_pb2_grpc.FeedStub(channel)
     with pytest.raises(grpc.RpcError) as err:
-        stub.GetFeed(feed_pb2.FeedRequest(user_id="u1", k=Api().k_max + 1))
+        stub.GetFeed(feed_pb2.FeedRequest(user_id="u1", k=Api().k_max + 1), metadata=AUTH)
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT  # type: ignore[attr-defined]
     assert _trailer(err.value, "error-field") == "k"
     with pytest.raises(grpc.RpcError) as err:
-        stub.GetFeed(feed_pb2.FeedRequest(user_id="boom"))
+        stub.GetFeed(feed_pb2.FeedRequest(user_id="boom"), metadata=AUTH)
     assert err.value.code() == grpc.StatusCode.INTERNAL  # type: ignore[attr-defined]
     assert err.value.details() == "internal error"  # type: ignore[attr-defined]
+    with pytest.raises(grpc.RpcError) as err:
+        stub.GetFeed(feed_pb2.FeedRequest(user_id="u\x001"), metadata=AUTH)
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT  # type: ignore[attr-defined]
+    assert _trailer(err.value, "error-field") == "user_id"
+    assert "NUL" in err.value.details()  # type: ignore[attr-defined]
+
+
+def test_feed_auth_and_what_a_key_sees(channel: grpc.Channel) -> None:
+    """The same rules as HTTP: a key with the feeds scope; only admin keys see the reason."""
+    stub = feed_pb2_grpc.FeedStub(channel)
+    with pytest.raises(grpc.RpcError) as err:
+        stub.GetFeed(feed_pb2.FeedRequest(user_id="u1"))
+    assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED  # type: ignore[attr-defined]
+    req = feed_pb2.FeedRequest(user_id="ghost")
+    assert stub.GetFeed(req, metadata=(("x-api-key", "web"),)).fallback == "degraded"
+    assert stub.GetFeed(req, metadata=(("x-api-key", "ops"),)).fallback == "cold_user"
+    events = feed_pb2_grpc.EventsStub(channel)
+    with pytest.raises(grpc.RpcError) as err:
+        events.Ingest(
+            feed_pb2.IngestRequest(events=[orjson.dumps(click(1))]),
+            metadata=(("x-api-key", "web"),),
+        )
+    assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED  # type: ignore[attr-defined]
 
 
 def test_events(channel: grpc.Channel) -> None:

@@ -22,7 +22,10 @@ from feedstack.serve.security import Guard
 from feedstack.serve.synthetic import SyntheticFeedService
 from tests.factories import T0, article, click
 
-KEY = "test-key-1"
+KEY = "test-key-1"  # no scopes named: feeds and events
+FEEDS_KEY = "web-key"  # feeds only
+ADMIN_KEY = "ops-key"  # feeds, events, admin
+KEYS = f"{KEY}, other-key, {FEEDS_KEY}:feeds, {ADMIN_KEY}:feeds+events+admin"
 
 
 class StepClock:
@@ -34,14 +37,19 @@ class StepClock:
 
 
 def make_client(
-    api: Api | None = None, metrics: bool = True, clock: StepClock | None = None
+    api: Api | None = None,
+    metrics: bool = True,
+    clock: StepClock | None = None,
+    key: str | None = KEY,
 ) -> tuple[TestClient, SyntheticFeedService, ServingMetrics]:
+    """A client sending ``key`` with every request (None: no key)."""
     api = api or Api()
-    guard = Guard.from_spec(api, {api.keys_env: f"{KEY}, other-key"}, clock or StepClock())
+    guard = Guard.from_spec(api, {api.keys_env: KEYS}, clock or StepClock())
     service = SyntheticFeedService(failing_users=frozenset({"boom"}))
     m = ServingMetrics(enabled=metrics)
     app = create_app(service, guard, m)
-    return TestClient(app, raise_server_exceptions=False), service, m
+    headers = {"x-api-key": key} if key else None
+    return TestClient(app, raise_server_exceptions=False, headers=headers), service, m
 
 
 @pytest.fixture
@@ -91,7 +99,8 @@ def test_internal_error_leaks_nothing(client: TestClient, caplog: pytest.LogCapt
     assert "RuntimeError" in caplog.text  # the server log keeps what the client is not shown
 
 
-def test_events_need_a_valid_key(client: TestClient) -> None:
+def test_events_need_a_valid_key() -> None:
+    client = make_client(key=None)[0]
     body = orjson.dumps([click(1)])
     r = client.post("/v1/events", content=body)
     assert r.status_code == 401 and r.json()["error"]["field"] == "api_key"
@@ -143,14 +152,18 @@ def test_body_and_event_count_caps() -> None:
 
 def test_rate_limit_per_key_with_injected_clock() -> None:
     clock = StepClock()
-    client, _, _ = make_client(Api(rate_per_key_per_s=2.0, burst_per_key=3), clock=clock)
+    client, _, _ = make_client(
+        Api(rate_per_key_per_s=2.0, burst_per_key=3, public_feeds=True, rate_limit_feeds=True),
+        clock=clock,
+        key=None,
+    )
     h = {"x-api-key": KEY}
     codes = [client.get("/v1/feed/u1", headers=h).status_code for _ in range(4)]
     assert codes == [200, 200, 200, 429]
     r = client.get("/v1/feed/u1", headers=h)
     assert r.status_code == 429 and r.json()["error"]["code"] == "rate_limited"
     assert int(r.headers["retry-after"]) >= 1
-    # Another key has its own bucket; anonymous feed traffic is not limited here.
+    # Another key has its own bucket; anonymous (public) feed traffic is not limited here.
     assert client.get("/v1/feed/u1", headers={"x-api-key": "other-key"}).status_code == 200
     assert client.get("/v1/feed/u1").status_code == 200
     clock.t += 0.5  # one token back at 2 tokens/s
@@ -174,6 +187,9 @@ def test_health_ready_metrics_docs() -> None:
     assert "/v1/ping" not in paths
     r = client.get("/nowhere")
     assert r.status_code == 404 and r.json()["error"]["code"] == "not_found"
+    r = client.delete("/v1/events")  # routing refusals go through the same table
+    assert r.status_code == 405 and r.json()["error"]["code"] == "method_not_allowed"
+    assert "POST" in r.headers["allow"]
 
 
 def test_metrics_off_is_a_404_and_requests_still_served() -> None:
@@ -182,7 +198,75 @@ def test_metrics_off_is_a_404_and_requests_still_served() -> None:
     assert client.get("/metrics").status_code == 404
 
 
+def test_feeds_are_not_rate_limited_per_key_unless_configured() -> None:
+    """A feeds key is a front end's: all its users' traffic. Limited at the load balancer,
+    not here, unless api.rate_limit_feeds (events keys always are)."""
+    clock = StepClock()
+    client, _, _ = make_client(Api(rate_per_key_per_s=1.0, burst_per_key=2), clock=clock)
+    assert {client.get("/v1/feed/u1").status_code for _ in range(20)} == {200}
+    codes = [
+        client.post("/v1/events", content=orjson.dumps([click(i)])).status_code for i in range(3)
+    ]
+    assert codes == [202, 202, 429]
+
+
 def test_events_open_without_keys_only_when_configured() -> None:
-    client, _, _ = make_client(Api(require_key=False))
+    client, _, _ = make_client(Api(require_key=False), key=None)
     r = client.post("/v1/events", content=orjson.dumps([click(1)]))
     assert r.status_code == 202 and T0.year == 2026
+    assert client.get("/v1/feed/u1").status_code == 200  # local runs: everything open
+
+
+def test_feeds_need_a_key_with_the_feeds_scope() -> None:
+    """Regression: anyone could read anyone's feed. Now a key is needed unless public_feeds."""
+    anonymous = make_client(key=None)[0]
+    r = anonymous.get("/v1/feed/u1")
+    assert r.status_code == 401 and r.json()["error"]["code"] == "unauthenticated"
+    assert "feeds" in r.json()["error"]["message"]
+    assert anonymous.get("/v1/feed/u1", headers={"x-api-key": "nope"}).status_code == 403
+    for key in (KEY, FEEDS_KEY, ADMIN_KEY):
+        assert anonymous.get("/v1/feed/u1", headers={"x-api-key": key}).status_code == 200
+    public = make_client(Api(public_feeds=True), key=None)[0]
+    assert public.get("/v1/feed/u1").status_code == 200
+    assert public.post("/v1/events", content=orjson.dumps([click(1)])).status_code == 401
+
+
+def test_scopes_are_enforced() -> None:
+    feeds_only = make_client(key=FEEDS_KEY)[0]
+    assert feeds_only.get("/v1/feed/u1").status_code == 200
+    r = feeds_only.post("/v1/events", content=orjson.dumps([click(1)]))
+    assert r.status_code == 403 and "'events' scope" in r.json()["error"]["message"]
+    assert r.json()["error"]["field"] == "api_key"
+
+
+def test_fallback_reason_shown_only_to_admin_keys() -> None:
+    """A feeds key cannot tell a cold user (no list) from a backend hiccup: every reason reads
+    "degraded"; an admin key sees the reason itself."""
+    api = Api()
+    guard = Guard.from_spec(api, {api.keys_env: KEYS}, StepClock())
+    service = SyntheticFeedService(fallback_users={"ghost": "cold_user"})
+    client = TestClient(create_app(service, guard), raise_server_exceptions=False)
+    seen = {
+        key: client.get(f"/v1/feed/{user}", headers={"x-api-key": key}).json()["fallback"]
+        for key in (KEY, FEEDS_KEY, ADMIN_KEY)
+        for user in ("ghost",)
+    }
+    assert seen == {KEY: "degraded", FEEDS_KEY: "degraded", ADMIN_KEY: "cold_user"}
+    assert client.get("/v1/feed/u1", headers={"x-api-key": FEEDS_KEY}).json()["fallback"] is None
+
+
+def test_hostile_ids_and_nesting_are_4xx_naming_the_field(client: TestClient) -> None:
+    """Regressions: a NUL id was accepted (202) and an event nested 1,000 deep answered 500."""
+    r = client.get("/v1/feed/u%001")
+    assert r.status_code == 422 and r.json()["error"]["field"] == "user_id"
+    assert "U+0000 (NUL)" in r.json()["error"]["message"]
+    assert client.get("/v1/feed/" + "u" * 129).status_code == 422
+    bad = {**article(1), "article_id": "a\x00b"}
+    r = client.post("/v1/events", content=orjson.dumps([bad]))
+    assert r.status_code == 400 and r.json()["error"]["field"] == "article_id"
+    deep = b"[" + b'{"type":"click","x":' + b"[" * 1000 + b"]" * 1000 + b"}]"
+    r = client.post("/v1/events", content=deep)
+    assert r.status_code == 400 and r.json()["error"]["field"] == "body"
+    nd = b'{"type":"click","x":' + b"[" * 1000 + b"]" * 1000 + b"}"
+    r = client.post("/v1/events", content=nd, headers={"content-type": "application/x-ndjson"})
+    assert r.status_code == 400 and "max_json_depth" in r.json()["error"]["message"]

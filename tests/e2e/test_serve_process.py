@@ -36,7 +36,9 @@ def test_serve_process_answers_both_protocols_and_stops_on_sigterm(tmp_path: Pat
         info = orjson.loads(proc.stdout.readline())
         assert {"http", "grpc", "http_port", "grpc_port"} <= set(info)
         with httpx.Client(base_url=info["http"], timeout=10) as http:
-            feed = http.get("/v1/feed/u7", params={"k": 5}).json()
+            assert http.get("/v1/feed/u7").status_code == 401  # feeds need a key
+            h = {"x-api-key": "smoke-key"}
+            feed = http.get("/v1/feed/u7", params={"k": 5}, headers=h).json()
             assert len(feed["items"]) == 5
             r = http.post(
                 "/v1/events", content=orjson.dumps([click(1)]), headers={"x-api-key": "smoke-key"}
@@ -46,7 +48,9 @@ def test_serve_process_answers_both_protocols_and_stops_on_sigterm(tmp_path: Pat
         with grpc.insecure_channel(info["grpc"]) as ch:
             health = health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest())
             assert health.status == health_pb2.HealthCheckResponse.SERVING
-            got = feed_pb2_grpc.FeedStub(ch).GetFeed(feed_pb2.FeedRequest(user_id="u7", k=5))
+            got = feed_pb2_grpc.FeedStub(ch).GetFeed(
+                feed_pb2.FeedRequest(user_id="u7", k=5), metadata=(("x-api-key", "smoke-key"),)
+            )
             assert [i.item_id for i in got.items] == [i["item_id"] for i in feed["items"]]
     finally:
         proc.send_signal(signal.SIGTERM)
@@ -77,6 +81,21 @@ def test_bench_serve_prints_the_keys_and_records_them(tmp_path: Path) -> None:
     (rec,) = (tmp_path / "measurements").glob("serve-*.json")
     saved = orjson.loads(rec.read_bytes())
     assert saved["kind"] == "serve" and saved["result"]["protocol"] == "http"
+
+
+@pytest.mark.slow
+def test_bench_serve_over_grpc_sends_keys_with_feeds_and_events() -> None:
+    """The gRPC load generator authenticates every call: feeds need a key (the feeds scope)
+    as much as event posts do (events), so any call without one would count as an error."""
+    doc = run_serve_bench(
+        None, service="synthetic", protocol="grpc", rate=100.0, duration_s=1.0, warmup_s=0.5,
+        workers=1,
+    )  # fmt: skip
+    feed = doc["feed"]
+    assert doc["errors"] == 0 and feed["ok"] > 0 and doc["floor_rps"] > 0
+    assert feed["total_requests"] == 100
+    assert feed["events"]["requests"] + feed["events_sent_as_feeds"] >= 1
+    assert feed["events"]["errors"] == 0
 
 
 @pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk not installed (apt-get install wrk)")

@@ -27,7 +27,8 @@ from feedstack.storage.eventlog import open_event_log
 from tests.factories import click
 
 ENTRY = "from feedstack.cli.main import main; main()"
-KEY = "workers-test-key"
+KEY = "workers-test-key"  # feeds and events (a bare key)
+AUTH = {"x-api-key": KEY}
 
 
 class Replica:
@@ -119,7 +120,7 @@ def test_workers_share_the_ports_and_one_metrics_view(replica: Replica) -> None:
     assert info["workers"] == 2 and len(set(info["pids"])) == 2
     n = 60
     for i in range(n):  # a new connection each: the kernel spreads them over the workers
-        with httpx.Client(base_url=info["http"], timeout=10) as http:
+        with httpx.Client(base_url=info["http"], timeout=10, headers=AUTH) as http:
             assert http.get(f"/v1/feed/u{i}", params={"k": 3}).status_code == 200
     by_pid = _feeds_by_pid(info["metrics_dir"], info["pids"])
     assert sum(by_pid.values()) == n
@@ -134,7 +135,9 @@ def test_workers_share_the_ports_and_one_metrics_view(replica: Replica) -> None:
         with grpc.insecure_channel(info["grpc"], options=opts) as ch:
             health = health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest())
             assert health.status == health_pb2.HealthCheckResponse.SERVING
-            got = feed_pb2_grpc.FeedStub(ch).GetFeed(feed_pb2.FeedRequest(user_id=f"u{i}", k=4))
+            got = feed_pb2_grpc.FeedStub(ch).GetFeed(
+                feed_pb2.FeedRequest(user_id=f"u{i}", k=4), metadata=(("x-api-key", KEY),)
+            )
             assert len(got.items) == 4
     pids = info["pids"]
     assert replica.stop() == 0, replica.stderr()[-800:]
@@ -154,7 +157,7 @@ def test_a_killed_worker_is_replaced(replica: Replica) -> None:
     assert f"pid {victim}" in replica.stderr()
     # The survivor serves meanwhile, the replacement once it has bound: no request fails.
     for i in range(20):
-        with httpx.Client(base_url=info["http"], timeout=10) as http:
+        with httpx.Client(base_url=info["http"], timeout=10, headers=AUTH) as http:
             assert http.get(f"/v1/feed/u{i}", params={"k": 2}).status_code == 200
     assert replica.stop() == 0
 

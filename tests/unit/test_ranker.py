@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from feedstack.core.errors import InputError
+from feedstack.core.errors import DataError, InputError
 from feedstack.models.rank.lgbm import Ranker, RankerTrainer, group_ndcg
 
 NAMES = ["signal", "noise"]
@@ -76,15 +76,17 @@ def test_same_seed_same_model() -> None:
     np.testing.assert_array_equal(a.predict(x), b.predict(x))
 
 
-def test_bad_rows_are_input_errors(ranker: Ranker, tmp_path: Path) -> None:
+def test_bad_rows_are_input_errors_bad_models_data_errors(ranker: Ranker, tmp_path: Path) -> None:
+    """Training rows come from the caller (InputError); a model that does not fit its feature
+    rows or does not load is our stored data (DataError: serving degrades, never a 4xx)."""
     x, y, g = planted(groups=10, size=10, seed=6)
     with pytest.raises(InputError, match="disagree"):
         small_trainer().fit(x, y[:-1], g, NAMES)
     with pytest.raises(InputError, match="positive"):
         small_trainer().fit(x, np.zeros_like(y), g, NAMES)
-    with pytest.raises(InputError, match="expects 2 features"):
+    with pytest.raises(DataError, match="expects 2 features"):
         ranker.predict(x[:, :1])
-    with pytest.raises(InputError, match="not a saved ranker"):
+    with pytest.raises(DataError, match="not a saved ranker"):
         Ranker.load(tmp_path / "absent")
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from feedstack.core.errors import DataError
 from feedstack.models.rank.compiled import CompiledRanker, compile_ranker
 from feedstack.models.rank.lgbm import Ranker, RankerTrainer
 
@@ -51,6 +52,13 @@ def test_same_scores_and_same_ranked_order(ranker: Ranker, tmp_path: Path) -> No
         idx = np.arange(x.shape[0])
         # The served order: by score, ties by first-stage position (serve/pipeline.py).
         assert np.array_equal(np.lexsort((idx, -ours)), np.lexsort((idx, -theirs)))
+
+
+def test_rows_that_do_not_fit_the_model_are_our_data_error(ranker: Ranker, tmp_path: Path) -> None:
+    """As LightGBM's predict: lists that do not fit the model are our stored data (serving
+    degrades to ``model_mismatch``), never the caller's fault."""
+    with pytest.raises(DataError, match=f"expects {FEATURES} features"):
+        compile_ranker(ranker, tmp_path).predict(np.zeros((3, FEATURES - 1), dtype=np.float32))
 
 
 def test_compiled_object_is_cached_by_model_hash(ranker: Ranker, tmp_path: Path) -> None:

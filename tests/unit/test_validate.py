@@ -151,3 +151,52 @@ def test_batch_keeps_valid_events_around_bad_ones(v: Validator) -> None:
     events, _, rejections = v.check_batch(batch)
     assert [e.event_id for e in events] == ["c1", "c2"]
     assert len(rejections) == 1
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "why"),
+    [
+        ("article_id", "a\x00b", "U+0000 (NUL)"),
+        ("user_id", "u\n1", "newline"),
+        ("user_id", "u\x85", "U+0085"),
+        ("article_id", "a\u2028", "U+2028"),
+        ("event_id", "e" * 129, "at most 128"),
+    ],
+)
+def test_ids_printable_and_bounded(v: Validator, field: str, value: str, why: str) -> None:
+    """Regression: an article id holding NUL was accepted and later stopped `candidates build`
+    for every user. Every path (JSON strict, mappings from CSV/Parquet) refuses it, naming it."""
+    d = {**click(1), field: value}
+    for payload in (orjson.dumps(d), d):
+        r = v.check(rec(payload))
+        assert isinstance(r, Rejection), payload
+        assert r.field == field and why in r.reason
+
+
+def test_impression_item_ids_and_text(v: Validator) -> None:
+    d = {**impression(1), "item_ids": ["a1", "a\x002"]}
+    r = rejected(v, orjson.dumps(d))
+    assert r.field == "item_ids.1" and "NUL" in r.reason
+    ok = v.check(rec(orjson.dumps(article(2, text="line one\nline two\ttabbed"))))
+    assert not isinstance(ok, Rejection)  # free text may hold newlines
+    r = rejected(v, orjson.dumps(article(3, title="t\x00")))
+    assert r.field == "title" and "NUL" in r.reason
+
+
+def test_deep_nesting_refused_before_parsing(v: Validator) -> None:
+    """Regression: an event nested 1,000 levels deep answered 500 (the serializer recursed)."""
+    deep = b'{"type":"click","x":' + b"[" * 1000 + b"]" * 1000 + b"}"
+    r = rejected(v, deep)
+    assert r.field == "<record>" and "max_json_depth" in r.reason and "1001 levels" in r.reason
+    # Brackets inside strings are text, not nesting.
+    ok = v.check(rec(orjson.dumps(article(4, title="[" * 10, text="{" * 40))))
+    assert not isinstance(ok, Rejection)
+
+
+def test_json_depth_known_answers() -> None:
+    from feedstack.ingest.limits import depth_problem, json_depth
+
+    assert json_depth(b"{}") == 1 and json_depth(b'[{"a":[1]}]') == 3
+    assert json_depth(b'{"a":"[[[\\"[["}') == 1  # escaped quote inside a string
+    assert json_depth(b"") == 0 and json_depth(b"]]]") == 0
+    assert depth_problem(b"[[[]]]", 3) is None and depth_problem(b"[[[[]]]]", 3) is not None

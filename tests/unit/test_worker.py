@@ -514,3 +514,55 @@ def test_item_cache_follows_in_a_thread(tmp_path: Path) -> None:
     stop.set()
     thread.join(5)
     assert cache.events == 500 and cache.size > 0
+
+
+# ------------------------------------------------------------------------------ quarantine
+GARBAGE = [
+    b"not json at all",
+    b'{"type": "click", "event_id": "g2", "user_id": "u1"}',  # no time, no article
+    b'{"type": "teleport", "event_id": "g3", "event_time": "2026-01-01T00:00:00+00:00"}',
+]
+
+
+def test_records_the_feature_code_cannot_use_are_quarantined_not_fatal(tmp_path: Path) -> None:
+    """A log written by another producer (or an older version) holds records the feature code
+    cannot read: the worker, the backfill and the serving item cache set them aside (counted,
+    the worker's and the backfill's in the dead-letter store) and compute the same state as
+    over the clean log."""
+    from feedstack.core.events import Click
+    from feedstack.storage.deadletter import FileDeadLetter
+
+    day = simulated_day(2_000)
+    log = SqliteEventLog(tmp_path / "events.sqlite")
+    fill(log, day[:700])
+    for i, raw in enumerate(GARBAGE):  # past validation, as another producer could write
+        log.append([Click.model_construct(event_id=f"g{i}")], [raw])
+        fill(log, day[700 + 400 * i : 700 + 400 * (i + 1)])
+    fill(log, day[1_900:])
+    clean_log = SqliteEventLog(tmp_path / "clean.sqlite")
+    fill(clean_log, day)
+    clean_sink = MemorySink()
+    clean, _ = backfill_log(clean_log, clean_sink)
+
+    dead = FileDeadLetter(tmp_path / "dl")
+    sink = MemorySink()
+    worker = FeatureWorker(PollingTail(log), sink)
+    worker.dead_letter = dead
+    worker.run(once=True)
+    assert worker.report.quarantined == 3 and worker.report.events == 2_000
+    assert_same_state(worker.agg, clean)
+    assert sink.online == clean_sink.online
+    kept = [r for r in dead.read() if r.source == "feature worker"]
+    assert {r.field for r in kept} == {"<record>", "article_id", "type"}
+    assert all("quarantined by feature worker" in r.reason for r in kept)
+
+    rejected: list[Any] = []
+    agg, report = run_backfill(
+        log_batches(log, batch=500, on_rejected=rejected.extend), MemorySink()
+    )
+    assert len(rejected) == 3 and report.events == 2_000
+    assert_same_state(agg, clean)
+
+    cache = ItemFeatureCache(PollingTail(log))
+    cache.refresh()
+    assert cache.skipped == 3 and cache.agg.articles.ids == clean.articles.ids

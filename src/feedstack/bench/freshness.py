@@ -178,6 +178,10 @@ class SyntheticStream:
 
 # ------------------------------------------------------------------- processes and logs
 def _open_log(where: dict[str, Any]) -> Any:
+    if where["backend"] == "kafka":
+        from feedstack.storage.kafka_log import KafkaEventLog
+
+        return KafkaEventLog(where["url"])
     if where["backend"] == "redis":
         from feedstack.storage.redis_log import RedisStreamEventLog
 

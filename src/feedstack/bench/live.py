@@ -108,7 +108,7 @@ def run_live_traffic(
         at = sim_start + timedelta(seconds=(scheduled - t0) * speed)
         c = client()
         try:
-            r = c.get(f"/v1/feed/{uid}", params={"k": k})
+            r = c.get(f"/v1/feed/{uid}", params={"k": k}, headers={"x-api-key": api_key})
         except httpx.HTTPError as exc:
             with tally.lock:
                 tally.errors[type(exc).__name__] += 1

@@ -24,7 +24,8 @@ reported apart (``p50_ms``.. are the feeds'; ``events`` holds the posts'). Event
 HTTP uses a minimal asyncio keep-alive client on uvloop (precomputed GETs, reads Content-Length
 bodies); gRPC uses grpc.aio over ``channels`` channels (each its own connection, so a
 multi-process server sees several; one HTTP/2 connection would pin every call to one worker).
-Targets: ``feed`` or ``bare`` (GET /v1/ping or the standard Health/Check: the floor).
+Targets: ``feed`` or ``bare`` (GET /v1/ping or the standard Health/Check: the floor). Every
+request carries one of ``api_keys`` in turn (feeds need the ``feeds`` scope, posts ``events``).
 
 The user mix is precomputed before the clock starts: Zipf(``zipf_s``) over the given users in a
 shuffled order (a few heavy users, a long tail), a share ``cold_share`` of unknown users, and
@@ -39,12 +40,14 @@ import resource
 import sys
 import time
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
 import orjson
+
+from feedstack.bench.tally import Tally, result
 
 DRAIN_S = 3.0  # after the last send, in-flight requests get this long before they count as errors
 SERVED_POOL = 2_000  # recent feeds the events are drawn from
@@ -151,22 +154,25 @@ class HttpDriver:
     ) -> None:
         self.host, self.port, self.target = host, port, target
         self.max_conns = max_conns
-        self.api_keys = api_keys or [""]
-        self.n_posts = 0
+        # Feeds and posts carry the run's keys in turn (the rate limit is per key).
+        self.key_headers = [f"X-API-Key: {k}\r\n" for k in api_keys or [] if k] or [""]
+        self.n_requests = 0
         self.idle: asyncio.Queue[_HttpConn] = asyncio.Queue()  # FIFO: waiters are served in order
         self.opened = 0
 
+    def _key_header(self) -> str:
+        self.n_requests += 1
+        return self.key_headers[self.n_requests % len(self.key_headers)]
+
     def encode(self, req: Request) -> bytes:
         path = f"/v1/feed/{req.user}?k={req.k}" if self.target == "feed" else "/v1/ping"
-        return f"GET {path} HTTP/1.1\r\nHost: {self.host}\r\n\r\n".encode()
+        return f"GET {path} HTTP/1.1\r\nHost: {self.host}\r\n{self._key_header()}\r\n".encode()
 
     def encode_events(self, payloads: list[bytes]) -> bytes:
         body = b"\n".join(payloads)
-        self.n_posts += 1
-        key = self.api_keys[self.n_posts % len(self.api_keys)]
         head = (
             f"POST /v1/events HTTP/1.1\r\nHost: {self.host}\r\n"
-            f"Content-Type: application/x-ndjson\r\nX-API-Key: {key}\r\n"
+            f"Content-Type: application/x-ndjson\r\n{self._key_header()}"
             f"Content-Length: {len(body)}\r\n\r\n"
         )
         return head.encode() + body
@@ -226,8 +232,10 @@ class GrpcDriver:
         ]
         self.target = target
         self.feed_pb2 = feed_pb2
-        self.metadata = [(("x-api-key", k),) for k in api_keys or [""]]
-        self.n_posts = 0
+        # Feeds and posts carry the run's keys in turn (the rate limit is per key).
+        keys = [k for k in api_keys or [] if k]
+        self.metadata: list[Any] = [(("x-api-key", k),) for k in keys] or [None]
+        self.n_requests = 0
         self.health_req = health_pb2.HealthCheckRequest(service="")
         self.i = 0
         if target == "feed":
@@ -247,12 +255,12 @@ class GrpcDriver:
     async def call(self, data: Any, maker: EventMaker | None = None) -> bool:
         self.i = (self.i + 1) % len(self.channels)
         try:
+            self.n_requests += 1
+            meta = self.metadata[self.n_requests % len(self.metadata)]
             if isinstance(data, tuple):
-                self.n_posts += 1
-                meta = self.metadata[self.n_posts % len(self.metadata)]
                 await self.ingest[self.i](data[1], timeout=10.0, metadata=meta)
                 return True
-            resp = await self.methods[self.i](data, timeout=10.0)
+            resp = await self.methods[self.i](data, timeout=10.0, metadata=meta)
         except self.grpc.aio.AioRpcError:
             return False
         if maker is not None and self.target == "feed":
@@ -264,86 +272,6 @@ class GrpcDriver:
             await c.close()
 
 
-@dataclass
-class _Tally:
-    feed_lat: list[float] = field(default_factory=list)
-    feed_at: list[float] = field(default_factory=list)  # scheduled offset of each feed (s)
-    event_lat: list[float] = field(default_factory=list)
-    lags: list[float] = field(default_factory=list)
-    feed_errors: int = 0
-    event_errors: int = 0
-    error_at: list[float] = field(default_factory=list)
-    events_as_feeds: int = 0  # event slots before any feed had been served
-
-
-def _pct(ms: Any, qs: tuple[int, ...] = (50, 95, 99)) -> list[float]:
-    if not ms.size:
-        return [float("nan")] * len(qs)
-    return [round(float(v), 3) for v in np.percentile(ms, qs)]
-
-
-def _summary(lat_s: list[float], errors: int, elapsed_s: float) -> dict[str, Any]:
-    ms = np.asarray(lat_s, dtype=np.float64) * 1000.0
-    p50, p95, p99 = _pct(ms)
-    return {
-        "requests": int(ms.size) + errors,
-        "ok": int(ms.size),
-        "errors": errors,
-        "rps": round(ms.size / elapsed_s, 1) if elapsed_s > 0 else 0.0,
-        "p50_ms": p50,
-        "p95_ms": p95,
-        "p99_ms": p99,
-        "max_ms": round(float(ms.max()), 3) if ms.size else float("nan"),
-        "elapsed_s": round(elapsed_s, 3),
-    }
-
-
-def _windows(t: _Tally, window_s: float, elapsed_s: float) -> list[dict[str, Any]]:
-    """Feed latency per window of scheduled time (the soak's per-minute p99)."""
-    if window_s <= 0:
-        return []
-    at = np.asarray(t.feed_at)
-    ms = np.asarray(t.feed_lat) * 1000.0
-    errs = np.asarray(t.error_at)
-    out = []
-    for w in range(int(np.ceil(elapsed_s / window_s - 1e-9))):
-        lo, hi = w * window_s, (w + 1) * window_s
-        mine = ms[(at >= lo) & (at < hi)]
-        p50, p99 = _pct(mine, (50, 99))
-        out.append(
-            {
-                "start_s": lo,
-                "requests": int(mine.size),
-                "errors": int(((errs >= lo) & (errs < hi)).sum()),
-                "p50_ms": p50,
-                "p99_ms": p99,
-                "max_ms": round(float(mine.max()), 3) if mine.size else float("nan"),
-            }
-        )
-    return out
-
-
-def _result(t: _Tally, elapsed_s: float, window_s: float) -> dict[str, Any]:
-    out = _summary(t.feed_lat, t.feed_errors, elapsed_s)
-    events = _summary(t.event_lat, t.event_errors, elapsed_s)
-    out["feed_rps"] = out["rps"]
-    out["rps"] = round(out["rps"] + events["rps"], 1)  # every request answered: feeds + posts
-    out["events"] = events
-    out["event_share"] = round(events["requests"] / max(1, out["requests"] + events["requests"]), 4)
-    out["events_sent_as_feeds"] = t.events_as_feeds
-    out["total_requests"] = out["requests"] + events["requests"]
-    out["errors"] = t.feed_errors + t.event_errors
-    if t.lags:
-        lag = np.asarray(t.lags) * 1000.0
-        p50, p95, p99 = _pct(lag)
-        out["lag_ms"] = {"p50": p50, "p95": p95, "p99": p99, "max": round(float(lag.max()), 3)}
-        out["lag_p99_ms"] = p99
-    windows = _windows(t, window_s, elapsed_s)
-    if windows:
-        out["windows"] = windows
-    return out
-
-
 async def open_loop(
     driver: Any,
     mix: list[Request],
@@ -352,7 +280,7 @@ async def open_loop(
     maker: EventMaker | None,
     window_s: float = 0.0,
 ) -> dict[str, Any]:
-    tally = _Tally()
+    tally = Tally()
     pending: set[asyncio.Task[None]] = set()
     clock = time.perf_counter
 
@@ -399,7 +327,7 @@ async def open_loop(
         for task in not_done:
             task.cancel()
         tally.feed_errors += len(not_done)
-    out = _result(tally, elapsed, window_s)
+    out = result(tally, elapsed, window_s)
     out["offered_rps"] = rate
     return out
 
@@ -412,7 +340,7 @@ async def closed_loop(
     duration_s: float,
     maker: EventMaker | None,
 ) -> dict[str, Any]:
-    tally = _Tally()
+    tally = Tally()
     clock = time.perf_counter
     end = clock() + duration_s
     n = len(payloads)
@@ -437,7 +365,7 @@ async def closed_loop(
 
     began = clock()
     await asyncio.gather(*(worker(w) for w in range(concurrency)))
-    out = _result(tally, clock() - began, 0.0)
+    out = result(tally, clock() - began, 0.0)
     out["concurrency"] = concurrency
     return out
 

@@ -14,6 +14,7 @@ import orjson
 
 from feedstack import __version__
 from feedstack.bench.machine import machine_info
+from feedstack.core.redact import redact_text
 
 
 def record(kind: str, result: dict[str, Any], command: list[str] | None = None) -> dict[str, Any]:
@@ -32,7 +33,9 @@ def save(folder: Path, rec: dict[str, Any]) -> Path:
     stamp = rec["measured_at"].replace(":", "").replace("-", "")
     path = folder / f"{rec['kind']}-{stamp}.json"
     tmp = path.with_suffix(".json.tmp")
-    tmp.write_bytes(orjson.dumps(rec, option=orjson.OPT_INDENT_2))
+    # A record may name backends (a cache URL, the command line): never with a password.
+    text = redact_text(orjson.dumps(rec, option=orjson.OPT_INDENT_2).decode())
+    tmp.write_bytes(text.encode())
     tmp.replace(path)
     return path
 

@@ -18,14 +18,13 @@ and other work: read the ratio, not the absolute numbers.
 
 from __future__ import annotations
 
-import os
 import statistics
 import time
 from pathlib import Path
 from typing import Any
 
 from feedstack.bench.machine import tree_cpu_s
-from feedstack.bench.serve import ServerProcess, project_users, run_loadgen, wait_ready
+from feedstack.bench.serve import ServerProcess, bench_keys, project_users, run_loadgen, wait_ready
 from feedstack.core.errors import InputError, NotSupported
 
 READY_TIMEOUT_S = 300.0
@@ -60,7 +59,8 @@ def _one(
         args += ["--synthetic-cpu-ms", str(synthetic_cpu_ms)]
     if not metrics:
         args.append("--no-metrics")
-    server = ServerProcess(args, {**os.environ, "OPENBLAS_NUM_THREADS": "1"})
+    keys, env = bench_keys(project)
+    server = ServerProcess(args, env)
     try:
         addr = server.addresses(READY_TIMEOUT_S)
         wait_ready(addr["http"], READY_TIMEOUT_S)
@@ -74,6 +74,7 @@ def _one(
             "concurrency": 16,
             "connections": 32,
             "seed": 0,
+            "api_keys": keys,
         }
         budget = duration_s + 120.0
         warm_s = min(1.0, duration_s)

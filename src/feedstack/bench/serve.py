@@ -13,8 +13,12 @@ drive it from a *separate* load-generator process (bench/loadgen.py) twice with 
 2. the feed: ``GET /v1/feed/{user}?k=`` or ``Feed/GetFeed`` with the project's user mix, open loop
    at ``rate`` (latency from each request's scheduled time) or, without a rate, closed loop to
    saturation; a share ``event_share`` of the requests POST the clicks and dwells of feeds
-   served in the run (API keys made for the run), at the served log's time when the project
-   serves as of its log (``serve.clock: log``).
+   served in the run, at the served log's time when the project serves as of its log
+   (``serve.clock: log``).
+
+Every request carries an API key made for the run (``API_KEYS`` keys with the feeds and events
+scopes, taken in turn), as a front end's requests do: feeds need a key unless
+``api.public_feeds``.
 
 The server gets SIGTERM at the end (a graceful shutdown is part of the run). Its CPU is the sum
 over the supervisor and every worker (``server_cpu_s``; ``server_cores`` = that over the run's
@@ -41,6 +45,8 @@ import orjson
 
 from feedstack.bench.machine import tree_cpu_s
 from feedstack.core.errors import BackendUnavailable, InputError
+from feedstack.core.spec import Api
+from feedstack.serve.auth import api_key_entry
 
 READY_TIMEOUT_S = 300.0  # the pipeline replays the log into its item cache before it is ready
 MAX_USERS = 200_000
@@ -51,6 +57,7 @@ PROTOCOLS = ("http", "grpc")
 LOADGENS = ("auto", "builtin", "wrk")
 EVENT_SHARE = 0.1
 API_KEYS = 8  # made per run; the load generator rotates them (the limit is per key)
+BENCH_SCOPES = ("feeds", "events")  # what a front end's key holds: it reads feeds, posts events
 
 
 def project_users(project: Path, limit: int = MAX_USERS) -> list[str]:
@@ -157,6 +164,26 @@ def wait_ready(http_url: str, timeout_s: float) -> dict[str, Any]:
     raise BackendUnavailable(f"server not ready after {timeout_s:.0f} s: {last}")
 
 
+def bench_keys(
+    project: Path | None, n: int = API_KEYS, scopes: tuple[str, ...] = BENCH_SCOPES
+) -> tuple[list[str], dict[str, str]]:
+    """``n`` fresh API keys with ``scopes`` and the environment for a server that accepts them:
+    feeds need a key (``api.public_feeds`` is off by default), events one with the events
+    scope, and the load a benchmark measures is the load clients with keys send."""
+    keys_env = Api().keys_env
+    if project is not None and (project / "feedstack.yaml").exists():
+        from feedstack.core.spec import load_spec
+
+        keys_env = load_spec(project).api.keys_env
+    keys = [secrets.token_hex(16) for _ in range(n)]
+    env = {
+        **os.environ,
+        "OPENBLAS_NUM_THREADS": "1",
+        keys_env: ",".join(api_key_entry(k, *scopes) for k in keys),
+    }
+    return keys, env
+
+
 def run_loadgen(cfg: dict[str, Any], timeout_s: float) -> dict[str, Any]:
     """One load-generator run in its own process."""
     proc = subprocess.run(
@@ -214,8 +241,6 @@ def run_serve_bench(
     users: list[str] = []
     cache_backend = "none"
     sim_start_s: float | None = None
-    keys = [secrets.token_urlsafe(16) for _ in range(API_KEYS)]
-    keys_env = "FEEDSTACK_API_KEYS"
     args = ["serve", "--port", "0", "--grpc-port", "0", "--json", "--service", service]
     if workers is not None:
         args += ["--workers", str(workers)]
@@ -227,7 +252,6 @@ def run_serve_bench(
         users, newest_s = scan_log(project)
         if spec.serve.clock == "log":  # events at the log's time, advancing with the wall clock
             sim_start_s = newest_s
-        keys_env = spec.api.keys_env
         cache_backend = spec.backends.candidate_cache.split("://", 1)[0]
     elif service == "pipeline":
         raise InputError("the pipeline service needs --project (or use --service synthetic)")
@@ -236,7 +260,7 @@ def run_serve_bench(
         cache_backend = "synthetic"
     if not metrics:
         args.append("--no-metrics")
-    env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", keys_env: ",".join(keys)}
+    keys, env = bench_keys(project)
     server = ServerProcess(args, env)
     try:
         addr = server.addresses(READY_TIMEOUT_S)
@@ -252,6 +276,7 @@ def run_serve_bench(
             "channels": max(4, 2 * len(pids)),
             "warmup_s": warmup_s,
             "seed": seed,
+            "api_keys": keys,
         }
         budget = duration_s + warmup_s + 60.0
         floor = drive(
@@ -271,7 +296,6 @@ def run_serve_bench(
             "users": users,
             "event_share": event_share,
             "sim_start_s": sim_start_s,
-            "api_keys": keys,
         }
         if rate is not None:
             feed_cfg["rate"] = rate

@@ -19,7 +19,6 @@ per minute <= 15 ms.
 from __future__ import annotations
 
 import os
-import secrets
 import subprocess
 import sys
 import threading
@@ -32,10 +31,10 @@ import orjson
 
 from feedstack.bench.machine import rss_mb, tree_cpu_s
 from feedstack.bench.serve import (
-    API_KEYS,
     EVENT_SHARE,
     READY_TIMEOUT_S,
     ServerProcess,
+    bench_keys,
     scan_log,
     wait_ready,
 )
@@ -94,12 +93,11 @@ def run_soak_bench(
         users, newest_s = scan_log(project)
     else:
         spec = load_spec(project) if (project / "feedstack.yaml").exists() else Spec()
-    keys = [secrets.token_urlsafe(16) for _ in range(API_KEYS)]
     args = ["serve", "--port", "0", "--grpc-port", "0", "--json", "--project", str(project)]
     args += ["--service", service]
     if workers is not None:
         args += ["--workers", str(workers)]
-    env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", spec.api.keys_env: ",".join(keys)}
+    keys, env = bench_keys(project)  # feeds and events, as a front end's keys
     server = ServerProcess(args, env)
     samples: list[tuple[float, float]] = []
     per_process: dict[int, list[float]] = {}

@@ -25,9 +25,11 @@ _SCRIPT = """
 local paths = {}
 for line in io.lines("%(paths)s") do paths[#paths + 1] = line end
 local i = 0
+local headers = {}
+if "%(api_key)s" ~= "" then headers["X-API-Key"] = "%(api_key)s" end
 request = function()
   i = i %% #paths + 1
-  return wrk.format("GET", paths[i])
+  return wrk.format("GET", paths[i], headers)
 end
 done = function(summary, latency, requests)
   local e = summary.errors
@@ -60,7 +62,8 @@ def run_wrk(cfg: dict[str, Any], timeout_s: float) -> dict[str, Any]:
         paths_file = Path(tmp) / "paths.txt"
         paths_file.write_text("\n".join(paths) + "\n", encoding="utf-8")
         script = Path(tmp) / "mix.lua"
-        script.write_text(_SCRIPT % {"paths": paths_file}, encoding="utf-8")
+        key = str((cfg.get("api_keys") or [""])[0])  # wrk sends fixed requests: one key
+        script.write_text(_SCRIPT % {"paths": paths_file, "api_key": key}, encoding="utf-8")
         warm = float(cfg.get("warmup_s", 1.0))
         base = [exe, "-t1", f"-c{int(cfg.get('concurrency', 32))}", "-s", str(script)]
         url = f"http://{host}:{port}"

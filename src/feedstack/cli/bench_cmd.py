@@ -10,7 +10,7 @@ import orjson
 import typer
 
 from feedstack.bench import measurements
-from feedstack.cli import serve_cmd, worker_cmd
+from feedstack.cli import serve_cmd, stream_cmd, worker_cmd
 from feedstack.cli.common import (
     JsonOption,
     ProjectOption,
@@ -283,6 +283,11 @@ def all_(
         )
         records.append(measurements.record("bench-world", res))
         records.extend(_feature_benches(quick))
+        console.print("[bold]bench stream[/bold] (Kafka consumer group: 1 and 2 workers)")
+        from feedstack.bench.stream_scale import run_stream_bench
+
+        res = run_stream_bench(duration_s=4.0 if quick else 15.0)
+        records.append(measurements.record("bench-stream", res))
         soak = soak_minutes if soak_minutes is not None else 0.5 if quick else 10.0
         records.extend(_serving_benches(quick, Path(work) if work else Path("bench-out"), soak))
         gowalla_dir = Path("../shared/data/gowalla")
@@ -303,6 +308,7 @@ def all_(
 
 
 app.command("freshness")(worker_cmd.bench_freshness)
+app.command("stream")(stream_cmd.bench_stream)
 app.command("worker")(worker_cmd.bench_worker)
 app.command("serve")(serve_cmd.bench_serve)
 
@@ -326,6 +332,7 @@ REPORT_KINDS = (
     "bench-ingest",
     "bench-world",
     "bench-worker",
+    "bench-stream",
     "bench-features",
     "bench-gowalla",
     "bench-request-path",

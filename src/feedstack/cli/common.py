@@ -16,8 +16,10 @@ from typing import Any, TypeVar
 import orjson
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from feedstack.core.errors import ConfigError, FeedstackError, InputError
+from feedstack.core.redact import redact_text
 
 # Human output goes to stderr so that --json keeps stdout machine-readable.
 console = Console(stderr=True)
@@ -41,9 +43,9 @@ def project_dir(project: Path | None) -> Path:
 
 
 def emit_json(obj: Any) -> None:
-    sys.stdout.buffer.write(
-        orjson.dumps(obj, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS) + b"\n"
-    )
+    """``obj`` as JSON on stdout; any backend URL in it is shown without its password."""
+    text = orjson.dumps(obj, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS).decode()
+    sys.stdout.buffer.write(redact_text(text).encode() + b"\n")
     sys.stdout.flush()
 
 
@@ -53,11 +55,17 @@ def cli_errors() -> Iterator[None]:
     try:
         yield
     except (ConfigError, InputError) as exc:
-        console.print(f"[red]error:[/red] {exc}", markup=True, highlight=False)
+        console.print(f"[red]error:[/red] {_shown(exc)}", markup=True, highlight=False)
         raise typer.Exit(2) from None
     except FeedstackError as exc:
-        console.print(f"[red]failed:[/red] {exc}", markup=True, highlight=False)
+        console.print(f"[red]failed:[/red] {_shown(exc)}", markup=True, highlight=False)
         raise typer.Exit(1) from None
+
+
+def _shown(exc: BaseException) -> str:
+    """The message, redacted (a backend URL in a foreign message may hold a password) and with
+    rich markup escaped (a bracket in a value is text)."""
+    return escape(redact_text(str(exc)))
 
 
 def run_cli(fn: Callable[[], T]) -> T:
@@ -76,6 +84,6 @@ def record_measurement(
     if as_json:
         emit_json(result)
     else:
-        console.print_json(data=result)
+        console.print_json(redact_text(orjson.dumps(result).decode()))
         console.print(f"recorded in {path}")
     return rec

@@ -9,7 +9,7 @@ from typing import Any
 import orjson
 import typer
 
-from feedstack.cli.common import JsonOption, console, emit_json
+from feedstack.cli.common import JsonOption, cli_errors, console, emit_json
 
 
 def demo(
@@ -24,14 +24,26 @@ def demo(
         min=1.0,
         help="Length of each online measurement (live traffic, load benchmark, freshness).",
     ),
+    backends: str = typer.Option(
+        "embedded",
+        "--backends",
+        help="embedded (local files, the default) or scale (the event stream on a Kafka-protocol "
+        "broker the demo starts and stops, Redis for the online path).",
+    ),
     as_json: bool = JsonOption,
 ) -> None:
     """Run the main job: world -> ingest -> features -> train -> serve live traffic -> canary ->
     monitors -> plan and report. Exits 0 only if every stage ran."""
     # Imported here: the stages pull in pyarrow, duckdb and the models (~1 s), which every
     # other command would otherwise pay at startup (`feedstack plan` must answer in < 1 s).
+    from feedstack.core.errors import InputError
+    from feedstack.demo.backends import MODES, Backends
     from feedstack.demo.stages import STAGES, DemoContext, run_stage
 
+    if backends not in MODES:
+        with cli_errors():
+            raise InputError(f"--backends {backends!r}: valid: {', '.join(MODES)}")
+    engines = Backends.for_mode(backends)
     ctx = DemoContext(
         out=out,
         users=users,
@@ -39,22 +51,29 @@ def demo(
         days=days,
         seed=seed,
         online_seconds=online_seconds,
+        backends=engines,
     )
     out.mkdir(parents=True, exist_ok=True)
     timings: dict[str, float] = {}
     began = time.perf_counter()
     failed = None
-    for i, (name, title, fn) in enumerate(STAGES, start=1):
-        console.print(f"[bold cyan][{i}/{len(STAGES)}][/bold cyan] {title} ...")
-        try:
-            timings[name] = round(run_stage(ctx, name, fn), 3)
-        except Exception as exc:  # a failed stage ends the demo with its reason, not a traceback
-            failed = {"stage": name, "error": f"{type(exc).__name__}: {exc}"}
-            console.print(f"[red]stage {name} failed:[/red] {failed['error']}")
-            break
-        console.print(f"      done in {timings[name]:.1f} s")
+    with cli_errors():
+        engines.start(out)
+    try:
+        for i, (name, title, fn) in enumerate(STAGES, start=1):
+            console.print(f"[bold cyan][{i}/{len(STAGES)}][/bold cyan] {title} ...")
+            try:
+                timings[name] = round(run_stage(ctx, name, fn), 3)
+            except Exception as exc:  # a failed stage ends the demo with its reason
+                failed = {"stage": name, "error": f"{type(exc).__name__}: {exc}"}
+                console.print(f"[red]stage {name} failed:[/red] {failed['error']}")
+                break
+            console.print(f"      done in {timings[name]:.1f} s")
+    finally:
+        engines.stop()
     doc = {
         "ok": failed is None,
+        "engines": engines.engines(),
         "failed": failed,
         "seconds": round(time.perf_counter() - began, 3),
         "stage_seconds": timings,

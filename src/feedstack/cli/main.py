@@ -70,4 +70,13 @@ def _root(
 
 
 def main() -> None:
+    import logging
+    import sys
+
+    from feedstack.core.redact import install_log_redaction
+
+    # Warnings and errors of every command go to stderr, through the redaction filter (a backend
+    # URL with a password inside a library's message never reaches a log).
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+    install_log_redaction()
     app()

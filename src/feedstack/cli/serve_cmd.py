@@ -94,14 +94,18 @@ def serve(
 
     With --workers N > 1 a supervisor starts N serving processes on the same ports, restarts one
     that dies, and stops them all gracefully on SIGTERM; any worker's /metrics answers for all.
-    API keys for POST /v1/events come from the environment variable named by api.keys_env
-    (FEEDSTACK_API_KEYS by default, comma-separated). Prints the bound addresses when every
+    API keys come from the environment variable named by api.keys_env (FEEDSTACK_API_KEYS by
+    default): comma-separated KEY or KEY:SCOPE+SCOPE entries, scopes feeds, events, admin (a
+    bare KEY has feeds and events). Feeds need the feeds scope unless api.public_feeds. The
+    per-key rate limit is kept by each worker process. Prints the bound addresses when every
     worker is ready (--json: one line).
     """
+    from feedstack.core.redact import install_log_redaction
     from feedstack.core.spec import Spec, load_spec
     from feedstack.serve.supervisor import available_cores
 
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+    install_log_redaction()
     with cli_errors():
         if service not in SERVICES:
             raise InputError(f"--service must be one of {', '.join(SERVICES)}, got {service!r}")
@@ -137,12 +141,14 @@ def _print_ready(info: dict[str, Any], as_json: bool) -> None:
 
 
 def _warn_no_keys(spec: Any) -> None:
+    """A malformed key entry fails here (ConfigError), before any worker starts."""
     from feedstack.serve.security import Guard
 
-    if not Guard.from_spec(spec.api).key_digests and spec.api.require_key:
+    api = spec.api
+    if not Guard.from_spec(api, ingest=spec.ingest).key_digests and api.require_key:
+        closed = "POST /v1/events" if api.public_feeds else "feeds and POST /v1/events"
         console.print(
-            f"[yellow]warning:[/yellow] no API keys in ${spec.api.keys_env}: "
-            "POST /v1/events will answer 401"
+            f"[yellow]warning:[/yellow] no API keys in ${api.keys_env}: {closed} will answer 401"
         )
 
 
@@ -201,7 +207,7 @@ def _serve_one(
         enabled=not no_metrics, multiprocess_dir=os.environ.get(METRICS_ENV) if worker else None
     )
     svc = _build(service, root, spec, metrics, synthetic_cpu_ms)
-    guard = Guard.from_spec(spec.api)
+    guard = Guard.from_spec(spec.api, ingest=spec.ingest)
     if not worker:
         _warn_no_keys(spec)
 
@@ -259,9 +265,10 @@ def bench_serve(
     """Load-test `feedstack serve` from a separate process; floor_rps = a bare endpoint, same run.
 
     Drives the multi-process server a user runs (--workers) with feeds and, for --event-share of
-    the requests, the events those feeds cause. Prints rps, p50_ms, p95_ms, p99_ms (the feeds'),
-    errors and floor_rps, the generator's schedule lag and the server's cores, and records kind
-    "serve" in PROJECT/measurements/.
+    the requests, the events those feeds cause; every request carries an API key made for the
+    run (scopes feeds+events). Prints rps, p50_ms, p95_ms, p99_ms (the feeds'), errors and
+    floor_rps, the generator's schedule lag and the server's cores, and records kind "serve" in
+    PROJECT/measurements/.
     """
     from feedstack.bench.serve import run_serve_bench
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -25,10 +26,14 @@ from feedstack.features.definitions import ONLINE_AT_TICKS
 
 if TYPE_CHECKING:  # the CLI imports nothing heavy before a command runs
     from feedstack.features.sink import FeatureSink
+    from feedstack.storage.deadletter import Rejection
 
 app = typer.Typer(help="The streaming feature worker.", no_args_is_help=True)
 
 CHECKPOINT = Path("data") / "features" / "worker-checkpoint.npz"
+# On a Kafka log: one checkpoint per partition (and the global views' shares) in this folder,
+# which every member of the worker group must share.
+GROUP_CHECKPOINTS = Path("data") / "features" / "group"
 
 
 def checkpoint_path(project: Path) -> Path:
@@ -82,15 +87,25 @@ def run(
     metrics_port: int | None = typer.Option(
         None, "--metrics-port", help="Serve Prometheus metrics on this port."
     ),
+    consumer: str | None = typer.Option(
+        None,
+        "--consumer",
+        help="This member's name in the consumer group (Kafka, Redis); default host-pid.",
+    ),
     as_json: bool = JsonOption,
 ) -> None:
     """Tail the event log into features: snapshot rows offline, latest values online.
 
-    Resumes from its checkpoint (data/features/worker-checkpoint.npz). SIGINT/SIGTERM stop it
-    after the current batch with a final checkpoint."""
+    Resumes from its checkpoint (data/features/worker-checkpoint.npz). On a kafka:// log, run
+    several of these: they form one consumer group and split the partitions, each partition
+    with its own checkpoint in data/features/group/. SIGINT/SIGTERM stop it after the current
+    batch with a final checkpoint."""
     from feedstack.core.spec import load_spec
+    from feedstack.features.group_worker import GroupWorker
     from feedstack.features.worker import FeatureWorker, WorkerConfig
+    from feedstack.storage.deadletter import open_dead_letter
     from feedstack.storage.eventlog import open_event_log
+    from feedstack.storage.kafka_log import KafkaEventLog
 
     with cli_errors():
         proj = _project_dir(project)
@@ -98,12 +113,21 @@ def run(
         log = open_event_log(spec.backends.event_log, proj)
         sink = open_sink(proj, sink_kind)
         _check_views(tick_only)
+        member = consumer or f"{socket.gethostname()}-{os.getpid()}"
         config = WorkerConfig(
             max_batch=batch,
             checkpoint_every_s=checkpoint_every_s,
             tick_only_views=tuple(tick_only),
+            consumer=member,
         )
-        worker = FeatureWorker.open(log, sink, checkpoint_path(proj), config)
+        worker: FeatureWorker | GroupWorker
+        where = checkpoint_path(proj)
+        if isinstance(log, KafkaEventLog):
+            where = proj / GROUP_CHECKPOINTS
+            worker = GroupWorker(log, sink, where, config)
+        else:
+            worker = FeatureWorker.open(log, sink, where, config)
+        worker.dead_letter = open_dead_letter(spec.backends.dead_letter, proj)
         if metrics_port is not None:
             from prometheus_client import start_http_server
 
@@ -113,14 +137,15 @@ def run(
             for sig in (signal.SIGINT, signal.SIGTERM):
                 signal.signal(sig, lambda *_: stopping.set())
         if not as_json:
-            console.print(
-                f"worker: {log.url} -> {sink_kind} sink, from offset {worker.offset or 'start'}"
-            )
+            start = getattr(worker, "offset", None) or "its checkpoints"
+            console.print(f"worker {member}: {log.url} -> {sink_kind} sink, from {start}")
         report = worker.run(once=once, stop=stopping.is_set)
         worker.close()
         log.close()
         result = report.to_dict()
-        result.update(sink=sink_kind, checkpoint=str(checkpoint_path(proj)))
+        result.update(sink=sink_kind, checkpoint=str(where), consumer=member)
+        if isinstance(worker, GroupWorker):
+            result["partitions"] = sorted(worker.tasks)
         if as_json:
             emit_json(result)
         else:
@@ -139,6 +164,7 @@ def backfill(
     """Compute every feature over the whole log in one pass (same code as the worker)."""
     from feedstack.core.spec import load_spec
     from feedstack.features.backfill import log_batches, parquet_batches, run_backfill
+    from feedstack.storage.deadletter import open_dead_letter
     from feedstack.storage.eventlog import open_event_log
     from feedstack.storage.offline import open_offline_store
 
@@ -149,14 +175,23 @@ def backfill(
         spec = load_spec(proj)
         sink = open_sink(proj, sink_kind)
         log = open_event_log(spec.backends.event_log, proj)
+        dead_letter = open_dead_letter(spec.backends.dead_letter, proj)
+        quarantined: list[int] = []
+
+        def set_aside(rejected: list[Rejection]) -> None:
+            dead_letter.write(rejected)
+            quarantined.append(len(rejected))
+
         if source == "parquet":
             batches = parquet_batches(open_offline_store(spec.backends.offline_store, proj))
         else:
-            batches = log_batches(log)
+            batches = log_batches(log, on_rejected=set_aside)
         path = checkpoint_path(proj) if checkpoint else None
         _, report = run_backfill(batches, sink, checkpoint_path=path)
         log.close()
+        dead_letter.close()
         result = report.to_dict()
+        result["quarantined"] = sum(quarantined)
         result.update(sink=sink_kind, source=source)
         if as_json:
             emit_json(result)

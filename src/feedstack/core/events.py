@@ -10,7 +10,8 @@ point-in-time joins use it), ``type`` (the discriminator) and ``schema_version``
     dwell              user_id, article_id, dwell_ms, request_id?
     hide               user_id, article_id, request_id?
 
-Validation is strict about shape (no unknown or missing fields, no unknown types, no naive times);
+Validation is strict about shape (no unknown or missing fields, no unknown types, no naive times,
+ids printable and at most 128 characters: core/ids.py);
 limits that depend on the spec (text size, clock skew) are checked by the ingest pipeline.
 """
 
@@ -21,10 +22,17 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter
 
+from feedstack.core.ids import ID_PATTERN, MAX_ID_CHARS, MAX_LABEL_CHARS, TEXT_PATTERN
+
 SCHEMA_VERSION = 1
 
-Id = Annotated[str, StringConstraints(min_length=1, max_length=128)]
-Label = Annotated[str, StringConstraints(min_length=1, max_length=64)]
+# Ids and labels are printable and bounded (core/ids.py: no NUL, no control characters); free
+# text may hold newlines but never NUL.
+Id = Annotated[str, StringConstraints(min_length=1, max_length=MAX_ID_CHARS, pattern=ID_PATTERN)]
+Label = Annotated[
+    str, StringConstraints(min_length=1, max_length=MAX_LABEL_CHARS, pattern=ID_PATTERN)
+]
+Text = Annotated[str, StringConstraints(pattern=TEXT_PATTERN)]
 
 
 class _Event(BaseModel):
@@ -38,8 +46,8 @@ class _Event(BaseModel):
 class ArticlePublished(_Event):
     type: Literal["article_published"] = "article_published"
     article_id: Id
-    title: str
-    text: str
+    title: Text
+    text: Text
     topic: Label
     region: Label
     publish_time: AwareDatetime

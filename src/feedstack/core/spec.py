@@ -81,6 +81,9 @@ class Ingest(_Section):
     max_text_chars: int = Field(100_000, ge=1)
     max_line_bytes: int = Field(1_048_576, ge=64)
     max_items_per_impression: int = Field(1_000, ge=1)
+    # An event is 2 levels deep (3 with room to spare); deeper payloads are refused before any
+    # parser recurses into them (ingest/limits.py).
+    max_json_depth: int = Field(8, ge=2, le=64)
 
 
 class Backends(_Section):
@@ -102,8 +105,10 @@ class Api(_Section):
     """The serving API (``feedstack serve``): where it listens and its security limits.
 
     API keys are secrets: they come from the environment variable named by ``keys_env``
-    (comma-separated), never from this file. Event and admin endpoints need one unless
-    ``require_key`` is false (local runs only). The rate limit is a token bucket per key.
+    (comma-separated ``KEY`` or ``KEY:SCOPE+SCOPE`` entries, scopes feeds, events, admin:
+    serve/auth.py), never from this file. Feeds need a key with the feeds scope unless
+    ``public_feeds``; events need the events scope; ``require_key: false`` opens every endpoint
+    (local runs only). The rate limit is a token bucket per key.
     """
 
     host: str = "127.0.0.1"
@@ -111,12 +116,17 @@ class Api(_Section):
     grpc_port: int = Field(50051, ge=0, le=65535)
     keys_env: str = Field("FEEDSTACK_API_KEYS", min_length=1)
     require_key: bool = True
+    public_feeds: bool = False
     k_default: int = Field(20, ge=1)
     k_max: int = Field(100, ge=1)
     max_body_bytes: int = Field(1_048_576, ge=1_024)
     max_events_per_request: int = Field(1_000, ge=1)
     rate_per_key_per_s: float = Field(100.0, gt=0)
     burst_per_key: int = Field(200, ge=1)
+    # Feed requests are charged to the key's bucket only when true: a feeds key is a front
+    # end's, carrying many users' traffic, which is sized by the planner and limited at the
+    # load balancer; event keys are always limited.
+    rate_limit_feeds: bool = False
 
     @model_validator(mode="after")
     def _default_within_cap(self) -> Api:
@@ -156,6 +166,9 @@ class Serve(_Section):
     # for a replayed or simulated log whose events are not happening now (the demo's world):
     # with the wall clock every article of such a log would be too old to serve.
     clock: Literal["system", "log"] = "system"
+    # clock "log" only: how far one event may move the serving clock, and how far ahead of it an
+    # event posted to the API may be (further ahead: rejected, field event_time). serve/clock.py
+    log_clock_max_step_s: float = Field(3600.0, gt=0)
 
     @model_validator(mode="after")
     def _known_stages(self) -> Serve:

@@ -66,11 +66,14 @@ def stage_serve(ctx: DemoContext) -> dict[str, Any]:
     from feedstack.bench.live import run_live_traffic
     from feedstack.bench.serve import ServerProcess, wait_ready
     from feedstack.monitor.scrape import fetch_text
+    from feedstack.serve.auth import api_key_entry
     from feedstack.world import NewsWorld, load_world_config
 
     serve_as_of_log(ctx.project)
+    # The live clients hold what a front end holds: a key scoped to feeds and events (feed
+    # answers then say "degraded", not why: the reasons are in the server's metrics).
     key = secrets.token_hex(16)
-    env = dict(os.environ, FEEDSTACK_API_KEYS=key)
+    env = dict(os.environ, FEEDSTACK_API_KEYS=api_key_entry(key, "feeds", "events"))
     args = ["serve", "--project", str(ctx.project), "--port", "0", "--grpc-port", "0", "--json"]
     server = ServerProcess(args, env)
     try:

@@ -15,6 +15,7 @@ from typing import Any
 
 from feedstack.core.spec import load_spec, write_default_spec
 from feedstack.demo import online
+from feedstack.demo.backends import Backends
 from feedstack.ingest.pipeline import Ingestor
 from feedstack.ingest.readers import check_inputs, read_events
 from feedstack.world import WorldConfig, write_world
@@ -29,6 +30,7 @@ class DemoContext:
     seed: int
     online_seconds: float = 20.0  # each online measurement (live traffic, load, freshness)
     results: dict[str, Any] = field(default_factory=dict)
+    backends: Backends = field(default_factory=Backends)  # engines (demo/backends.py)
 
     @property
     def project(self) -> Path:
@@ -41,7 +43,28 @@ class DemoContext:
 
 def stage_project(ctx: DemoContext) -> dict[str, Any]:
     path = write_default_spec(ctx.project, overwrite=True)
-    return {"spec": str(path)}
+    urls = ctx.backends.apply(ctx.project)
+    return {"spec": str(path), "backends": urls, "engines": ctx.backends.engines()}
+
+
+def stage_stream(ctx: DemoContext) -> dict[str, Any]:
+    """Scale mode: two feature workers in a Kafka consumer group split the partitions while the
+    ingest pipeline appends 5,000 events/s; event -> online feature lag."""
+    from feedstack.bench.stream_scale import run_stream_run
+    from feedstack.demo.backends import StreamPart
+
+    parts = [p for p in ctx.backends.parts if isinstance(p, StreamPart)]
+    if not parts or parts[0].broker is None:
+        return {"skipped": "embedded mode (run with --backends scale)"}
+    res = run_stream_run(parts[0].broker.bootstrap, 2, 5_000, min(ctx.online_seconds, 15.0))
+    online._record(ctx, "bench-stream", {"runs": {"2w_5000eps": res}})
+    keep = ("workers", "partitions", "events", "lag_p50_ms", "lag_p99_ms", "meets_target")
+    return {k: res[k] for k in keep} | {
+        "members": [
+            {k: m[k] for k in ("member", "partitions", "events", "events_per_cpu_s")}
+            for m in res["members"]
+        ]
+    }
 
 
 def stage_world(ctx: DemoContext) -> dict[str, Any]:
@@ -193,6 +216,7 @@ STAGES: list[Stage] = [
         online.stage_serve_bench,
     ),
     ("freshness", "event -> online feature lag at 5,000 events/s", online.stage_freshness),
+    ("stream", "scale mode: 2 workers in a Kafka consumer group", stage_stream),
     ("rollout", "canaries: bad one rolled back, better one promoted; A/B", online.stage_rollout),
     ("monitor", "alert rules + promtool; drift and slowdown detection", online.stage_monitor),
     ("report", "capacity and cost plan; the design report", online.stage_report),

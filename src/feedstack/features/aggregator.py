@@ -17,7 +17,7 @@ Outputs:
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -111,6 +111,10 @@ class FeatureAggregator:
         self.next_tick_s: float | None = None
         self.watermark_s: float | None = None
         self.events_seen = 0
+        # Called at each snapshot tick with (tick, time of the crossing event, snapshot rows),
+        # before the state moves on: the group worker saves its partition's share of the
+        # global views there (partials.py). Not part of the state.
+        self.on_snapshot: Callable[[float, float, list[FeatureRows]], None] | None = None
         z = np.zeros
         self.art_cnt = z((0, len(ARTICLE_COUNTERS)), F64)
         self.art_topic = z(0, np.int32)
@@ -195,7 +199,10 @@ class FeatureAggregator:
                 self._start(t)
             elif t >= self.next_tick_s:
                 self._apply_segment()
-                snapshots.extend(self._snapshot(self.next_tick_s))
+                rows = self._snapshot(self.next_tick_s)
+                if self.on_snapshot is not None:
+                    self.on_snapshot(self.next_tick_s, t, rows)
+                snapshots.extend(rows)
                 self._advance(t)
             self._extract(ev, t)
         self._apply_segment()

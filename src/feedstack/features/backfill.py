@@ -12,20 +12,20 @@ from, so a new deployment backfills once and then streams.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
-
-import orjson
 
 from feedstack.features.aggregator import FeatureAggregator
 from feedstack.features.checkpoint import save_checkpoint
 from feedstack.features.rows import FeatureRows
 from feedstack.features.sink import FeatureSink
 from feedstack.features.worker import concat, discard_online, open_segment_rows, take
+from feedstack.storage.deadletter import Rejection
 from feedstack.storage.eventlog import EventLog
 from feedstack.storage.offline import ParquetOfflineStore
+from feedstack.storage.quarantine import parse_stream
 
 Batch = tuple[str, list[dict[str, Any]]]  # (offset of the last event, events in log order)
 
@@ -46,16 +46,27 @@ class BackfillReport:
         return d
 
 
-def log_batches(log: EventLog, after: str | None = None, batch: int = 50_000) -> Iterator[Batch]:
-    """The log after ``after``, parsed, in batches."""
-    loads = orjson.loads
+def log_batches(
+    log: EventLog,
+    after: str | None = None,
+    batch: int = 50_000,
+    on_rejected: Callable[[list[Rejection]], object] | None = None,
+) -> Iterator[Batch]:
+    """The log after ``after``, parsed, in batches; records the feature code cannot use are
+    left out and handed to ``on_rejected`` (the dead-letter store), never stopping the pass."""
     while records := log.read_raw(after, batch):
         after = records[-1][0]
-        yield after, [loads(p) for _, p in records]
+        events, rejected = parse_stream(records, "features backfill")
+        if rejected and on_rejected is not None:
+            on_rejected(rejected)
+        yield after, events
 
 
 def offset_key(offset: str) -> tuple[int, ...]:
-    """Sort key of a log offset: SQLite sequence numbers and Redis ``ms-seq`` ids alike."""
+    """Sort key of a log offset: SQLite sequence numbers, Redis ``ms-seq`` ids and Kafka
+    ``sum@vector`` positions (whose sum grows along the log's merge order) alike."""
+    if "@" in offset:
+        return (int(offset.partition("@")[0]),)
     return tuple(int(part) for part in offset.split("-"))
 
 

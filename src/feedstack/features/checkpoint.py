@@ -49,7 +49,14 @@ _ROWS_OF = {
 _ENTITY_INDEX = {"article": "articles", "user": "users", "topic": "topics", "region": "regions"}
 
 
-def save_checkpoint(agg: FeatureAggregator, offset: str | None, path: Path) -> None:
+def save_checkpoint(
+    agg: FeatureAggregator,
+    offset: str | None,
+    path: Path,
+    recent_ids: np.ndarray[Any, Any] | None = None,
+) -> None:
+    """Save the state, the offset it reflects and, for a deduping worker, its window of recent
+    event ids (dedupe.py), in one file."""
     used = {name: len(getattr(agg, name)) for name in _INDEXES}
     arrays: dict[str, Any] = {name: getattr(agg, name)[: used[_ROWS_OF[name]]] for name in _ARRAYS}
     arrays["trend"] = arrays["trend"][:, : used["articles"]]
@@ -67,6 +74,8 @@ def save_checkpoint(agg: FeatureAggregator, offset: str | None, path: Path) -> N
         "events_seen": agg.events_seen,
     }
     arrays["meta"] = np.frombuffer(orjson.dumps(meta), dtype=np.uint8)
+    if recent_ids is not None:
+        arrays["recent_ids"] = recent_ids
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     with tmp.open("wb") as f:
@@ -93,3 +102,9 @@ def load_checkpoint(path: Path) -> tuple[FeatureAggregator, str | None]:
     agg.watermark_s = meta["watermark_s"]
     agg.events_seen = meta["events_seen"]
     return agg, meta["offset"]
+
+
+def load_recent_ids(path: Path) -> list[str] | None:
+    """The dedupe window saved with a checkpoint, or None if it has none."""
+    with np.load(path, allow_pickle=False) as data:
+        return data["recent_ids"].tolist() if "recent_ids" in data.files else None

@@ -35,6 +35,7 @@ import pyarrow as pa
 import yaml
 
 from feedstack.core.errors import BackendUnavailable, ConfigError
+from feedstack.core.redact import redact_text, redact_url
 from feedstack.features.definitions import ENTITIES, VIEWS, View, definitions_version
 from feedstack.features.rows import arrow_schema
 from feedstack.storage.urls import parse_backend_url
@@ -85,14 +86,14 @@ def redis_connection_string(url: str) -> str:
     ``rediss://`` turns on TLS; our own ``?prefix=`` option is not Redis's and is dropped."""
     parts = urlsplit(url)
     if parts.scheme not in ("redis", "rediss"):
-        raise ConfigError(f"online store URL {url!r}: expected redis:// or rediss://")
+        raise ConfigError(f"online store URL {redact_url(url)!r}: expected redis:// or rediss://")
     if not parts.hostname:
-        raise ConfigError(f"online store URL {url!r}: missing host")
+        raise ConfigError(f"online store URL {redact_url(url)!r}: missing host")
     host = parts.hostname
     out = [f"{host}:{parts.port or 6379}"]
     db = parts.path.strip("/") or "0"
     if not db.isdigit():
-        raise ConfigError(f"online store URL {url!r}: database {db!r} is not a number")
+        raise ConfigError(f"online store URL {redact_url(url)!r}: database {db!r} is not a number")
     out.append(f"db={db}")
     if parts.scheme == "rediss":
         out.append("ssl=true")
@@ -338,6 +339,8 @@ def _write_text_atomic(path: Path, text: str) -> bool:
         return False
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(text, encoding="utf-8")
+    # feature_store.yaml may hold the Redis password (Feast reads it from there): owner only.
+    tmp.chmod(0o600)
     tmp.replace(path)
     return True
 
@@ -422,7 +425,8 @@ def _feast_cmd(repo: FeastRepo, args: Sequence[str]) -> list[str]:
 
 def _check(args: Sequence[str], code: int, out: str, err: str) -> str:
     """``out`` without terminal colors, or BackendUnavailable with the tail of the output."""
-    out, err = _ANSI.sub("", out), _ANSI.sub("", err)
+    # Feast may echo its config (the Redis connection string holds the password): redacted.
+    out, err = redact_text(_ANSI.sub("", out)), redact_text(_ANSI.sub("", err))
     if code != 0:
         tail = (err or out).strip().splitlines()[-15:]
         raise BackendUnavailable(
@@ -468,7 +472,7 @@ def apply_repos(repos: Sequence[FeastRepo], timeout_s: float = 600.0) -> list[di
                     "project": repo.project,
                     "online_store": repo.online_kind,
                     "generated": [str(p) for p in files],
-                    "feast_output": out.strip().splitlines(),
+                    "feast_output": redact_text(out).strip().splitlines(),
                 }
             )
     finally:

@@ -51,6 +51,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from feedstack.core.errors import BackendUnavailable, ConfigError, InputError
+from feedstack.core.redact import redact_text
 from feedstack.features.definitions import VIEWS_BY_NAME, View
 from feedstack.features.feast_repo import (
     TIMESTAMP_FIELD,
@@ -89,7 +90,7 @@ def _backend_errors(what: str) -> Iterator[None]:
     try:
         yield
     except (redis.RedisError, sqlite3.Error, OSError) as exc:
-        raise BackendUnavailable(f"feature store: {what} failed: {exc}") from exc
+        raise BackendUnavailable(f"feature store: {what} failed: {redact_text(str(exc))}") from exc
 
 
 # Feast's ``value_text`` column per feature dtype: what feast.infra.online_stores.helpers

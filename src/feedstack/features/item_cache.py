@@ -33,13 +33,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import orjson
 
 from feedstack.features.aggregator import FeatureAggregator
 from feedstack.features.checkpoint import load_checkpoint
 from feedstack.features.definitions import ARTICLE_COUNTERS, ARTICLE_TAUS, smoothed_ctr
 from feedstack.features.tail import LogTail, PollingTail
 from feedstack.storage.eventlog import EventLog
+from feedstack.storage.quarantine import parse_stream
 
 F64 = np.float64
 PLACEHOLDER_USER = "_"
@@ -47,6 +47,7 @@ PLACEHOLDER_USER = "_"
 WINDOWS = tuple(name.split("_", 1)[1] for name in ARTICLE_COUNTERS[::2])
 COLUMNS = (*ARTICLE_COUNTERS, *(f"ctr_{w}" for w in WINDOWS), "age_s")
 _TAUS = np.asarray(ARTICLE_TAUS, dtype=F64)
+_MAX_EXPONENT = 50.0
 
 
 @dataclass(frozen=True)
@@ -85,6 +86,10 @@ class ItemFeatureCache:
         self.max_batch = max_batch
         self._monotonic = monotonic
         self.events = 0
+        self.skipped = 0
+        # Called with each batch's events (log order) after they are applied: the serving
+        # clock of a replayed log follows them (serve/clock.py).
+        self.on_events: Callable[[Sequence[dict[str, Any]]], None] | None = None
         self._view = _EMPTY
         self._publish()
 
@@ -111,7 +116,14 @@ class ItemFeatureCache:
             records = self.tail.poll(self.max_batch, wait)
             if not records:
                 break
-            self.agg.apply(_article_view(payload) for _, payload in records)
+            # A record the feature code cannot use is skipped, not allowed to stop the
+            # serving process's refresh (storage/quarantine.py; counted in ``skipped``).
+            usable, skipped = parse_stream(records, "item cache")
+            self.skipped += len(skipped)
+            views = [_article_view(ev) for ev in usable]
+            self.agg.apply(views)
+            if self.on_events is not None:
+                self.on_events(views)
             applied += len(records)
             batches += 1
             wait = 0.0
@@ -154,7 +166,11 @@ class ItemFeatureCache:
         if v.n:
             # Exactly the aggregator's rendering (stored * exp((T0 - at) / tau), then float32),
             # so a cached value equals the online store's row as of the same time.
-            counts = (v.counts[safe] * np.exp((v.base_s - at_s) / _TAUS)).astype(np.float32)
+            # The exponent is capped: a reader far behind the base time (an event stamped far
+            # ahead rebased the counters, serve/clock.py) gets finite values, not inf; no real
+            # read is 50 time constants behind the base (the cap changes no other value).
+            grow = np.minimum((v.base_s - at_s) / _TAUS, _MAX_EXPONENT)
+            counts = (v.counts[safe] * np.exp(grow)).astype(np.float32)
             counts[~known] = 0.0
             publish = v.publish_s[safe]
             publish[~known] = np.nan
@@ -180,10 +196,9 @@ class ItemFeatureCache:
         self.tail.close()
 
 
-def _article_view(payload: bytes) -> dict[str, Any]:
+def _article_view(ev: dict[str, Any]) -> dict[str, Any]:
     """The event with its user replaced by a placeholder: article state is unchanged (it never
     reads users) and the cache keeps no per-user state."""
-    ev: dict[str, Any] = orjson.loads(payload)
     if "user_id" in ev:
         ev["user_id"] = PLACEHOLDER_USER
     return ev

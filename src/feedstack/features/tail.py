@@ -16,6 +16,7 @@ implementation):
 
 Implementations:
 - ``PollingTail``: any EventLog, by ``read_raw(after)`` in a loop with a short sleep (embedded).
+- ``KafkaGroupTail`` (kafka_tail.py): a member of a Kafka consumer group.
 - ``RedisGroupTail``: Redis Streams with a consumer group (``XREADGROUP``, ``XACK``). The group's
   pending-entries list holds what was delivered and not yet covered by a checkpoint; on restart
   those entries are read again first (``XREADGROUP`` with id 0) and the ones at or before the
@@ -32,6 +33,7 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from feedstack.core.errors import BackendUnavailable
+from feedstack.core.redact import redact_url
 from feedstack.storage.eventlog import EventLog
 
 DEFAULT_GROUP = "features"
@@ -94,7 +96,8 @@ class PollingTail:
             # SQLite offsets are the row sequence numbers 1..n (no gaps: INSERT OR IGNORE and
             # rolled-back transactions allocate none), so the position is the count consumed.
             return self.log.count() - int(self.position or 0)
-        return None
+        depth_after = getattr(self.log, "depth_after", None)  # Kafka: from high watermarks
+        return depth_after(self.position) if depth_after is not None else None
 
     def close(self) -> None:
         """The log belongs to the caller; nothing to release."""
@@ -123,7 +126,7 @@ class RedisGroupTail:
 
         from feedstack.storage.urls import redis_client
 
-        self.url = url
+        self.url = redact_url(url)
         self.stream = stream
         self.group = group
         self.consumer = consumer
@@ -137,7 +140,7 @@ class RedisGroupTail:
         try:
             self._open_group()
         except self._error as exc:
-            raise BackendUnavailable(f"log tail {url} ({stream}): {exc}") from exc
+            raise BackendUnavailable(f"log tail {self.url} ({stream}): {exc}") from exc
 
     # ------------------------------------------------------------------------- group setup
     def _open_group(self) -> None:
@@ -263,9 +266,15 @@ def open_tail(
     consumer: str = DEFAULT_CONSUMER,
     interval_s: float = 0.005,
 ) -> LogTail:
-    """The natural tail for ``log``: a consumer group on Redis Streams, polling otherwise."""
+    """The natural tail for ``log``: a consumer group on Redis Streams and Kafka, polling
+    otherwise."""
+    from feedstack.storage.kafka_log import KafkaEventLog
     from feedstack.storage.redis_log import RedisStreamEventLog
 
+    if isinstance(log, KafkaEventLog):
+        from feedstack.features.kafka_tail import KafkaGroupTail
+
+        return KafkaGroupTail(log, after, group=group, consumer=consumer)
     if isinstance(log, RedisStreamEventLog):
         return RedisGroupTail(log.url, log.stream, after, group=group, consumer=consumer)
     return PollingTail(log, after, interval_s=interval_s)

@@ -49,18 +49,20 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import orjson
 import pyarrow as pa
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.metrics_core import HistogramMetricFamily, Metric
 
 from feedstack.features.aggregator import FeatureAggregator, event_seconds
 from feedstack.features.checkpoint import load_checkpoint, save_checkpoint
+from feedstack.features.dedupe import RecentIds
 from feedstack.features.definitions import ONLINE_AT_TICKS
 from feedstack.features.rows import FeatureRows
 from feedstack.features.sink import FeatureSink
 from feedstack.features.tail import DEFAULT_CONSUMER, DEFAULT_GROUP, LogTail, open_tail
+from feedstack.storage.deadletter import DeadLetterStore
 from feedstack.storage.eventlog import EventLog
+from feedstack.storage.quarantine import parse_stream
 
 F64 = np.float64
 ENTITIES = ("article", "user", "topic", "region")
@@ -193,6 +195,7 @@ class WorkerReport:
     snapshot_rows: int = 0
     online_rows: int = 0
     offset: str | None = None
+    quarantined: int = 0  # records set aside (storage/quarantine.py), in the dead-letter store
     lag_ms: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -345,8 +348,10 @@ class FeatureWorker:
         metrics: WorkerMetrics | None = None,
         wall: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
+        dedupe: RecentIds | None = None,
     ) -> None:
         self.tail = tail
+        self.dedupe = dedupe  # drop ids seen in the window (a partitioned log: dedupe.py)
         self.sink = sink
         self.agg = agg if agg is not None else FeatureAggregator()
         self.offset = offset  # of the last event applied
@@ -363,6 +368,9 @@ class FeatureWorker:
         self.lag_times: list[np.ndarray[Any, np.dtype[np.float64]]] = []  # with keep_lags
         self.lags: list[np.ndarray[Any, np.dtype[np.float64]]] = []
         self._upgrades: deque[FeatureRows] = deque()  # as-of upgrades not yet written
+        # Where records this worker cannot use go (set by the CLI); without one they are
+        # skipped and counted only.
+        self.dead_letter: DeadLetterStore | None = None
 
     @classmethod
     def open(
@@ -393,8 +401,17 @@ class FeatureWorker:
     def process(self, records: Sequence[tuple[str, bytes]]) -> BatchReport:
         """Apply one micro-batch of ``(offset, JSON)`` records and write its rows."""
         start = self._monotonic()
-        loads = orjson.loads
-        events = [loads(payload) for _, payload in records]
+        events, rejected = parse_stream(records, "feature worker")
+        if rejected:  # stored first: the offset moves past them only once they are kept
+            if self.dead_letter is not None:
+                self.dead_letter.write(rejected)
+            self.report.quarantined += len(rejected)
+        if not events:
+            self.offset = self.report.offset = records[-1][0]
+            return BatchReport(0, self.offset, 0, 0, self._monotonic() - start, 0.0)
+        if self.dedupe is not None:
+            fresh = self.dedupe.fresh
+            events = [e for e in events if fresh(e["event_id"])]
         times = np.fromiter((event_seconds(e["event_time"]) for e in events), F64, len(events))
         ticks = apply_cut_at_ticks(self.agg, events, times)
         snapshots = ticks.snapshots
@@ -435,7 +452,8 @@ class FeatureWorker:
         rep.snapshot_rows += n_snap
         rep.online_rows += n_online
         rep.offset = self.offset
-        return BatchReport(len(events), self.offset, n_snap, n_online, busy, float(lags.max()))
+        max_lag = float(lags.max()) if len(lags) else 0.0
+        return BatchReport(len(events), self.offset, n_snap, n_online, busy, max_lag)
 
     def _take_upgrades(self, limit: int | None) -> list[FeatureRows]:
         """Up to ``limit`` queued upgrade rows (all with None), oldest first."""
@@ -470,7 +488,8 @@ class FeatureWorker:
             self._last_checkpoint = self._monotonic()
             return False
         t = self._monotonic()
-        save_checkpoint(self.agg, self.offset, self.checkpoint_path)
+        recent = self.dedupe.to_array() if self.dedupe is not None else None
+        save_checkpoint(self.agg, self.offset, self.checkpoint_path, recent)
         if self.offset is not None:
             self.tail.ack(self.offset)
         self.metrics.checkpoint_seconds.observe(self._monotonic() - t)

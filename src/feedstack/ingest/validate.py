@@ -13,7 +13,9 @@ from pydantic import ValidationError
 
 from feedstack.core.clock import Clock
 from feedstack.core.events import EVENT_ADAPTER, ArticlePublished, Event, Impression
+from feedstack.core.ids import id_problem
 from feedstack.core.spec import Ingest
+from feedstack.ingest.limits import depth_problem
 from feedstack.ingest.records import RawRecord
 from feedstack.storage.deadletter import Rejection
 
@@ -39,7 +41,12 @@ def _describe(err: ValidationError) -> tuple[str, str]:
         return "<record>", "expected a JSON object"
     field = ".".join(loc) or "<record>"
     msg = first["msg"]
-    if kind == "extra_forbidden":
+    if kind == "string_pattern_mismatch":
+        value = first.get("input")
+        msg = (id_problem(value) if field not in ("title", "text") else None) or (
+            "contains NUL (U+0000)" if isinstance(value, str) and "\x00" in value else msg
+        )
+    elif kind == "extra_forbidden":
         msg = "unknown field"
     elif kind == "missing":
         msg = "required field missing"
@@ -57,10 +64,21 @@ class Validator:
     ``"dwell_ms": "12"`` is rejected) and kept byte for byte as the stored payload; mappings from
     CSV or Parquet are validated in lax mode (CSV has only strings) and serialized canonically."""
 
-    def __init__(self, limits: Ingest, clock: Clock) -> None:
+    def __init__(
+        self,
+        limits: Ingest,
+        clock: Clock,
+        max_future_s: float | None = None,
+        future_key: str = "ingest.max_future_skew_s",
+    ) -> None:
+        """``clock`` is the time events may not run ahead of by more than ``max_future_s``
+        (default ``ingest.max_future_skew_s``); a server whose clock follows the log passes its
+        serving clock and the spec key of its own bound (``future_key`` names it in messages)."""
         self.limits = limits
         self.clock = clock
-        self._max_future = timedelta(seconds=limits.max_future_skew_s)
+        self.future_s = limits.max_future_skew_s if max_future_s is None else max_future_s
+        self.future_key = future_key
+        self._max_future = timedelta(seconds=self.future_s)
 
     def check(self, rec: RawRecord) -> Event | Rejection:
         """One record (the API's single-event path); same rules as ``check_batch``."""
@@ -74,6 +92,7 @@ class Validator:
         now = self.clock.now()
         horizon = now + self._max_future
         max_line = self.limits.max_line_bytes
+        max_depth = self.limits.max_json_depth
         validate_json = EVENT_ADAPTER.validate_json
         validate_python = EVENT_ADAPTER.validate_python
         dump = EVENT_ADAPTER.dump_json
@@ -95,6 +114,10 @@ class Validator:
                                 f"{len(payload)} bytes exceeds ingest.max_line_bytes={max_line}",
                             )
                         )
+                        continue
+                    deep = depth_problem(payload, max_depth)
+                    if deep is not None:
+                        rejections.append(self._reject(rec, "<record>", deep))
                         continue
                     event = validate_json(payload, strict=True)
                     stored = payload
@@ -122,7 +145,7 @@ class Validator:
             return (
                 "event_time",
                 f"{event.event_time.isoformat()} is {ahead:.0f} s in the future "
-                f"(ingest.max_future_skew_s={lim.max_future_skew_s:g})",
+                f"({self.future_key}={self.future_s:g})",
             )
         if isinstance(event, ArticlePublished):
             if len(event.title) > lim.max_title_chars:

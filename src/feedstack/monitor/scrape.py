@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from feedstack.core.errors import BackendUnavailable, InputError
+from feedstack.core.redact import redact_text, redact_url
 from feedstack.core.spec import Spec
 from feedstack.monitor import promql
 from feedstack.monitor.slo import (
@@ -70,7 +71,9 @@ def fetch_text(url: str, timeout_s: float = 5.0) -> str:
         resp = httpx.get(url, timeout=timeout_s)
         resp.raise_for_status()
     except httpx.HTTPError as exc:
-        raise BackendUnavailable(f"cannot scrape {url}: {exc}") from None
+        raise BackendUnavailable(
+            f"cannot scrape {redact_url(url)}: {redact_text(str(exc))}"
+        ) from None
     return resp.text
 
 
@@ -109,7 +112,9 @@ def prometheus_query(base_url: str, expr: str, timeout_s: float = 10.0) -> float
         resp.raise_for_status()
         body: dict[str, Any] = resp.json()
     except (httpx.HTTPError, ValueError) as exc:
-        raise BackendUnavailable(f"Prometheus query to {url} failed: {exc}") from None
+        raise BackendUnavailable(
+            f"Prometheus query to {redact_url(url)} failed: {redact_text(str(exc))}"
+        ) from None
     if body.get("status") != "success":
         raise BackendUnavailable(f"Prometheus refused {expr!r}: {body.get('error')}")
     result = body["data"]["result"]

@@ -29,6 +29,7 @@ from typing import Any
 
 from feedstack import __version__
 from feedstack.core.errors import BackendUnavailable, ConfigError, InputError
+from feedstack.core.redact import redact_url
 from feedstack.core.spec import Spec
 
 ALIASES = ("champion", "challenger")
@@ -70,7 +71,8 @@ def tracking_uri(url: str, project: Path) -> str:
     if url.startswith(("postgresql+", "mysql://", "mysql+")):
         return url
     raise ConfigError(
-        f"registry.tracking_uri: unsupported URL {url!r}; use sqlite://PATH or postgresql://..."
+        f"registry.tracking_uri: unsupported URL {redact_url(url)!r}; "
+        "use sqlite://PATH or postgresql://..."
     )
 
 
@@ -81,7 +83,9 @@ def artifact_uri(url: str, project: Path) -> str:
         return path.as_uri()
     if re.match(r"^[a-z][a-z0-9+]*://", url):
         return url  # s3://, gs://, ... as MLflow understands them
-    raise ConfigError(f"registry.artifact_root: expected a URL (file://...), got {url!r}")
+    raise ConfigError(
+        f"registry.artifact_root: expected a URL (file://...), got {redact_url(url)!r}"
+    )
 
 
 def code_version() -> str:
@@ -402,4 +406,4 @@ def _probe(uri: str, timeout_s: int = 5) -> None:
 
 def _redact(uri: str) -> str:
     """A URL without its password (lineage output may be pasted into a review)."""
-    return re.sub(r"//([^:/@]+):[^@]*@", r"//\1:***@", uri)
+    return redact_url(uri)

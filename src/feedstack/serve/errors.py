@@ -1,25 +1,31 @@
 """Errors at the serving boundary: every exception -> an HTTP status, a gRPC status and a body.
 
 This is the one place where statuses are decided (HTTP and gRPC both call ``reply_for``). The
-transport-specific errors below are ``InputError``s (the caller's fault), each carrying the field
+branches of core/errors.py's tree, and the transport's own subclasses, each carrying the field
 it is about:
 
-    InputError                       400  INVALID_ARGUMENT    (a bad batch, a bad value)
-    ├── BadRequest                   400  INVALID_ARGUMENT    (the same, naming the field)
+    InputError                       400  INVALID_ARGUMENT    the caller's input
+    ├── BadRequest                   400  INVALID_ARGUMENT    (a bad body, naming the field)
     ├── RequestInvalid               422  INVALID_ARGUMENT    (a query or path parameter)
-    ├── Unauthenticated              401  UNAUTHENTICATED     (no API key)
-    ├── Forbidden                    403  PERMISSION_DENIED   (a key that is not ours)
     ├── NotFound                     404  NOT_FOUND
-    ├── PayloadTooLarge              413  RESOURCE_EXHAUSTED  (body bytes or events per request)
+    ├── MethodNotAllowed             405  UNIMPLEMENTED
+    └── PayloadTooLarge              413  RESOURCE_EXHAUSTED  (body bytes, events, nesting)
+    Refused                          403  PERMISSION_DENIED   the caller may not (now)
+    ├── Unauthenticated              401  UNAUTHENTICATED     (no API key)
+    ├── Forbidden                    403  PERMISSION_DENIED   (a key not ours, a scope it lacks)
     └── RateLimited                  429  RESOURCE_EXHAUSTED  (the key's token bucket is empty)
+    DataError                        500  INTERNAL            our stored data is bad (the request
+                                                              path degrades instead where it can:
+                                                              a fallback feed, ``cache_corrupt``)
     ConfigError                      500  INTERNAL            (the server is misconfigured)
     BackendUnavailable               503  UNAVAILABLE
     NotSupported                     501  UNIMPLEMENTED
     anything else                    500  INTERNAL            ("internal error", nothing more)
 
-Bodies are ``{"error": {"code", "message", "field"?}}``. Only ``InputError`` messages are shown
-(they describe the caller's input); every other message may name hosts, paths or SQL, so the
-client gets a fixed sentence and the server log gets the exception.
+Never a 4xx for anything but the caller's input or the caller's rights. Bodies are
+``{"error": {"code", "message", "field"?}}``. Only input errors and refusals show their message
+(they describe the caller's request); every other message may name hosts, paths or SQL, so the
+client gets a fixed sentence and the server log gets the exception (redacted: core/redact.py).
 """
 
 from __future__ import annotations
@@ -30,12 +36,26 @@ from typing import Any
 
 import grpc
 
-from feedstack.core.errors import BackendUnavailable, ConfigError, InputError, NotSupported
+from feedstack.core.errors import (
+    BackendUnavailable,
+    ConfigError,
+    DataError,
+    FeedstackError,
+    InputError,
+    NotSupported,
+    Refused,
+)
 
 log = logging.getLogger("feedstack.serve")
 
 
 class _FieldError(InputError):
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+class _Refusal(Refused):
     def __init__(self, message: str, field: str | None = None) -> None:
         super().__init__(message)
         self.field = field
@@ -49,23 +69,27 @@ class RequestInvalid(_FieldError):
     """A query or path parameter out of range or of the wrong type."""
 
 
-class Unauthenticated(_FieldError):
+class Unauthenticated(_Refusal):
     """No API key where one is needed."""
 
 
-class Forbidden(_FieldError):
-    """An API key that is not one of ours."""
+class Forbidden(_Refusal):
+    """An API key that is not one of ours, or one without the scope the endpoint needs."""
 
 
 class NotFound(_FieldError):
     """No such route or resource."""
 
 
+class MethodNotAllowed(_FieldError):
+    """A route that exists, called with another method."""
+
+
 class PayloadTooLarge(_FieldError):
     """The body is larger than ``api.max_body_bytes`` or has too many events."""
 
 
-class RateLimited(_FieldError):
+class RateLimited(_Refusal):
     """The key's token bucket is empty; retry after ``retry_after_s``."""
 
     def __init__(self, message: str, retry_after_s: float) -> None:
@@ -95,14 +119,18 @@ _TABLE: tuple[tuple[type[BaseException], int, grpc.StatusCode, str], ...] = (
     (Unauthenticated, 401, grpc.StatusCode.UNAUTHENTICATED, "unauthenticated"),
     (Forbidden, 403, grpc.StatusCode.PERMISSION_DENIED, "forbidden"),
     (NotFound, 404, grpc.StatusCode.NOT_FOUND, "not_found"),
+    (MethodNotAllowed, 405, grpc.StatusCode.UNIMPLEMENTED, "method_not_allowed"),
     (PayloadTooLarge, 413, grpc.StatusCode.RESOURCE_EXHAUSTED, "payload_too_large"),
     (RateLimited, 429, grpc.StatusCode.RESOURCE_EXHAUSTED, "rate_limited"),
     (InputError, 400, grpc.StatusCode.INVALID_ARGUMENT, "bad_request"),
+    (Refused, 403, grpc.StatusCode.PERMISSION_DENIED, "forbidden"),
+    (DataError, 500, grpc.StatusCode.INTERNAL, "data_error"),
     (ConfigError, 500, grpc.StatusCode.INTERNAL, "misconfigured"),
     (BackendUnavailable, 503, grpc.StatusCode.UNAVAILABLE, "unavailable"),
     (NotSupported, 501, grpc.StatusCode.UNIMPLEMENTED, "not_supported"),
 )
 _HIDDEN_MESSAGES = {
+    "data_error": "internal error (stored data); the server log has the details",
     "misconfigured": "the server is misconfigured",
     "unavailable": "a backend is unavailable; retry later",
     "not_supported": "not supported by this server",
@@ -113,7 +141,7 @@ def reply_for(exc: BaseException) -> ErrorReply:
     """The status and body for ``exc``. Logs what the client is not shown."""
     for cls, http_status, grpc_code, code in _TABLE:
         if isinstance(exc, cls):
-            if isinstance(exc, InputError):
+            if isinstance(exc, InputError | Refused):
                 return ErrorReply(
                     http_status,
                     grpc_code,
@@ -122,10 +150,23 @@ def reply_for(exc: BaseException) -> ErrorReply:
                     getattr(exc, "field", None),
                     getattr(exc, "retry_after_s", None),
                 )
-            log.warning("%s: %s", type(exc).__name__, exc)
+            if isinstance(exc, DataError):
+                log.error("%s: %s", type(exc).__name__, exc)
+            else:
+                log.warning("%s: %s", type(exc).__name__, exc)
             return ErrorReply(http_status, grpc_code, code, _HIDDEN_MESSAGES[code])
     log.error("internal error", exc_info=exc)
     return ErrorReply(500, grpc.StatusCode.INTERNAL, "internal", "internal error")
+
+
+def routing_error(status: int, detail: str) -> FeedstackError:
+    """The framework's own routing refusals (no such route, wrong method) as our errors, so
+    their status too is decided by the table above."""
+    if status == 404:
+        return NotFound(detail, None)
+    if status == 405:
+        return MethodNotAllowed(detail, None)
+    return BadRequest(detail, None) if 400 <= status < 500 else FeedstackError(detail)
 
 
 def kind_of(exc: BaseException) -> str:

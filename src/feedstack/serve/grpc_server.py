@@ -18,6 +18,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from feedstack.core.ids import MAX_LABEL_CHARS, id_problem
 from feedstack.monitor.metrics import ServingMetrics
 from feedstack.serve.errors import RequestInvalid, kind_of, reply_for
 from feedstack.serve.grpc_gen import feed_pb2, feed_pb2_grpc
@@ -68,10 +69,15 @@ class FeedServicer(_Base, feed_pb2_grpc.FeedServicer):
     ) -> feed_pb2.FeedResponse:
         began = time.perf_counter()
         try:
-            key = _api_key(context)
-            self.guard.admit(self.guard.authenticate(key) if key else None)
-            if not 1 <= len(request.user_id) <= 256:
-                raise RequestInvalid("user_id must have 1 to 256 characters", "user_id")
+            who = self.guard.authenticate(_api_key(context), "feeds")
+            self.guard.admit(who, "feeds")
+            problem = id_problem(request.user_id)
+            if problem is not None:
+                raise RequestInvalid(f"user_id: {problem}", "user_id")
+            if request.region and id_problem(request.region, MAX_LABEL_CHARS) is not None:
+                raise RequestInvalid(
+                    f"region: {id_problem(request.region, MAX_LABEL_CHARS)}", "region"
+                )
             k = self.guard.feed_k(request.k)
             feed = self.service.feed(
                 request.user_id, k, request.region or None, request.request_id or None
@@ -83,7 +89,7 @@ class FeedServicer(_Base, feed_pb2_grpc.FeedServicer):
             user_id=feed.user_id,
             model_version=feed.model_version,
             arm=feed.arm,
-            fallback=feed.fallback or "",
+            fallback=self.guard.shown_fallback(who, feed.fallback) or "",
             items=[
                 feed_pb2.FeedItem(
                     item_id=i.item_id, score=i.score, source=i.source, position=i.position
@@ -101,7 +107,7 @@ class EventsServicer(_Base, feed_pb2_grpc.EventsServicer):
     ) -> feed_pb2.IngestResponse:
         began = time.perf_counter()
         try:
-            self.guard.admit(self.guard.authenticate(_api_key(context)))
+            self.guard.admit(self.guard.authenticate(_api_key(context), "events"))
             self.guard.event_count(len(request.events))
             counts = self.service.ingest(list(request.events))
         except Exception as exc:

@@ -1,7 +1,8 @@
 """The HTTP API: FastAPI on uvicorn, in front of a ``FeedService``.
 
     GET  /v1/feed/{user_id}?k=&region=   ranked items with score, source and model version
-    POST /v1/events                      the ingestion pipeline (API key); 202 with counts
+                                         (an API key with the feeds scope, unless public)
+    POST /v1/events                      the ingestion pipeline (events scope); 202 with counts
     GET  /healthz  /readyz  /metrics     liveness, readiness, Prometheus exposition
     GET  /docs  /openapi.json            OpenAPI
     GET  /v1/ping                        a constant (not in the schema): the benchmark's floor
@@ -34,8 +35,17 @@ from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from feedstack.core.ids import ID_PATTERN, MAX_ID_CHARS, MAX_LABEL_CHARS, id_problem
 from feedstack.monitor.metrics import ServingMetrics
-from feedstack.serve.errors import BadRequest, NotFound, RequestInvalid, kind_of, reply_for
+from feedstack.serve import openapi
+from feedstack.serve.errors import (
+    BadRequest,
+    NotFound,
+    RequestInvalid,
+    kind_of,
+    reply_for,
+    routing_error,
+)
 from feedstack.serve.security import Guard
 from feedstack.serve.types import Feed, FeedService, IngestCounts
 
@@ -75,14 +85,15 @@ class ErrorOut(BaseModel):
     error: dict[str, str]
 
 
-def feed_body(feed: Feed) -> bytes:
+def feed_body(feed: Feed, fallback: str | None = None) -> bytes:
+    """The response bytes; ``fallback`` is the reason this caller may see (security.py)."""
     return orjson.dumps(
         {
             "request_id": feed.request_id,
             "user_id": feed.user_id,
             "model_version": feed.model_version,
             "arm": feed.arm,
-            "fallback": feed.fallback,
+            "fallback": fallback,
             "items": [
                 {"item_id": i.item_id, "score": i.score, "source": i.source, "position": i.position}
                 for i in feed.items
@@ -118,7 +129,10 @@ def split_events(body: bytes, content_type: str) -> list[bytes]:
             "(or NDJSON with Content-Type application/x-ndjson)",
             "body",
         )
-    return [orjson.dumps(e) for e in doc]
+    try:
+        return [orjson.dumps(e) for e in doc]
+    except orjson.JSONEncodeError as exc:  # depth is checked before parsing; this is a backstop
+        raise BadRequest(f"body cannot be used: {exc}", "body") from None
 
 
 def _error_response(exc: BaseException) -> Response:
@@ -168,14 +182,14 @@ def create_app(
     )
     async def get_feed(
         request: Request,
-        user_id: str = Path(min_length=1, max_length=256),
+        user_id: str = Path(min_length=1, max_length=MAX_ID_CHARS, pattern=ID_PATTERN),
         k: int | None = Query(None, description=f"items (default {api.k_default})"),
-        region: str | None = Query(None, max_length=64),
+        region: str | None = Query(None, max_length=MAX_LABEL_CHARS, pattern=ID_PATTERN),
     ) -> Response:
         began = time.perf_counter()
         try:
-            key = request.headers.get("x-api-key")
-            guard.admit(guard.authenticate(key) if key else None)
+            who = guard.authenticate(request.headers.get("x-api-key"), "feeds")
+            guard.admit(who, "feeds")
             kk = guard.feed_k(k)
             rid = request.headers.get("x-request-id")
             if pool is None:
@@ -185,7 +199,7 @@ def create_app(
                 feed = await loop.run_in_executor(pool, service.feed, user_id, kk, region, rid)
         except Exception as exc:
             return failed("feed", exc, began)
-        resp = Response(feed_body(feed), 200, media_type=JSON)
+        resp = Response(feed_body(feed, guard.shown_fallback(who, feed.fallback)), 200, None, JSON)
         observe("feed", 200, began)
         return resp
 
@@ -199,7 +213,7 @@ def create_app(
     async def post_events(request: Request) -> Response:
         began = time.perf_counter()
         try:
-            guard.admit(guard.authenticate(request.headers.get("x-api-key")))
+            guard.admit(guard.authenticate(request.headers.get("x-api-key"), "events"))
             declared = request.headers.get("content-length")
             if declared is not None and declared.isdigit():
                 guard.body_size(int(declared))
@@ -209,7 +223,9 @@ def create_app(
                 size += len(chunk)
                 guard.body_size(size)
                 chunks.append(chunk)
-            payloads = split_events(b"".join(chunks), request.headers.get("content-type", JSON))
+            raw = b"".join(chunks)
+            guard.body_depth(raw)  # before any parser recurses into it
+            payloads = split_events(raw, request.headers.get("content-type", JSON))
             guard.event_count(len(payloads))
             counts = await run_in_threadpool(service.ingest, payloads)
         except Exception as exc:
@@ -257,18 +273,24 @@ def create_app(
     async def ping() -> Response:
         return Response(_PING, 200, media_type=JSON)
 
+    openapi.install(app, api.max_events_per_request)
+
     @app.exception_handler(RequestValidationError)
     async def on_invalid(request: Request, exc: RequestValidationError) -> Response:
         first = exc.errors()[0] if exc.errors() else {}
         loc = [str(p) for p in first.get("loc", ()) if p not in ("query", "path", "body")]
         fld = ".".join(loc) or "request"
-        return _error_response(RequestInvalid(f"{fld}: {first.get('msg', 'invalid')}", fld))
+        msg = str(first.get("msg", "invalid"))
+        if first.get("type") == "string_pattern_mismatch":  # say which character, not the regex
+            msg = id_problem(first.get("input")) or msg
+        return _error_response(RequestInvalid(f"{fld}: {msg}", fld))
 
     @app.exception_handler(StarletteHTTPException)
     async def on_http(request: Request, exc: StarletteHTTPException) -> Response:
-        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-        body = {"error": {"code": code, "message": str(exc.detail)}}
-        return Response(orjson.dumps(body), exc.status_code, exc.headers, JSON)
+        resp = _error_response(routing_error(exc.status_code, str(exc.detail)))
+        if exc.headers:  # e.g. Allow on a 405
+            resp.headers.update(exc.headers)
+        return resp
 
     @app.exception_handler(Exception)
     async def on_internal(request: Request, exc: Exception) -> Response:

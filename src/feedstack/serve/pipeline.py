@@ -10,7 +10,8 @@
 Degradation, never an error for a backend fault (``Feed.fallback`` says why, and the metric
 ``feedstack_fallbacks_total{reason}`` counts it):
 
-- no list for the user (``cold_user``), the cache down (``cache_down``), no model loaded
+- no list for the user (``cold_user``), the cache down (``cache_down``), the user's entry
+  corrupt (``cache_corrupt``) or not fitting the model (``model_mismatch``), no model loaded
   (``no_model``), or the request already past the summed budgets of the stages before ranking
   (``candidates_timeout``, ``user_features_timeout``): the in-memory lists (trending,
   popular-by-region, fresh: serve/articles.py), filtered and diversified the same way;
@@ -37,7 +38,7 @@ import numpy as np
 import orjson
 
 from feedstack.core.clock import Clock, SystemClock
-from feedstack.core.errors import BackendUnavailable, FeedstackError, InputError, NotSupported
+from feedstack.core.errors import BackendUnavailable, DataError, FeedstackError, NotSupported
 from feedstack.core.spec import Spec
 from feedstack.features.item_cache import ItemFeatureCache
 from feedstack.ingest.pipeline import Ingestor
@@ -226,6 +227,10 @@ class FeedPipeline:
             self.metrics.cache.labels("error").inc()
             log.debug("candidate cache: %s", exc)
             reason = "cache_down"
+        except DataError as exc:  # our bytes, not the caller's fault: a fallback, never a 4xx
+            self.metrics.cache.labels("corrupt").inc()
+            log.warning("candidate cache entry of user %r: %s", user_id, exc)
+            reason = "cache_corrupt"
         t = lap("candidates", t)
         if reason is None and late("candidates"):
             reason = "candidates_timeout"
@@ -249,11 +254,16 @@ class FeedPipeline:
         if region is None and user is not None and user.get("region") not in (None, "unknown"):
             region = str(user["region"])
 
+        ranked: _Ranked | None = None
         if reason is None and entry is not None and model is not None:
-            ranked = self._rank(entry, model, user, snap, excluded, at_s, k, stage_ms)
-            if down:
+            try:
+                ranked = self._rank(entry, model, user, snap, excluded, at_s, k, stage_ms)
+            except DataError as exc:  # a model that does not fit its lists: degrade
+                log.warning("ranking with model %s failed: %s", model.version, exc)
+                reason = "model_mismatch"
+            if down and ranked is not None:
                 reason = "user_features_down"
-        else:
+        if ranked is None:
             ranked = self._fallback(snap, region, excluded, at_s, k)
             t = lap("filter", t)
             version = "fallback"  # no model ranked these: their clicks are not the model's
@@ -335,7 +345,7 @@ class FeedPipeline:
         if key not in self._plans:
             try:
                 self._plans[key] = ColumnPlan(model.ranker.feature_names, entry.feature_names)
-            except InputError as exc:
+            except DataError as exc:
                 log.warning("candidate lists do not fit model %s: %s", model.version, exc)
                 self._plans[key] = None
         return self._plans[key]

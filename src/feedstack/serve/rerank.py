@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from feedstack.core.errors import InputError
+from feedstack.core.errors import DataError
 from feedstack.features.definitions import AFFINITY_TAU_S, ARTICLE_COUNTERS, WINDOWS_S
 from feedstack.serve.articles import NO_REGION, ArticleSnapshot
 from feedstack.train.context import ARTICLE_COLUMNS, CONTEXT_FEATURES, Context
@@ -97,7 +97,7 @@ class ColumnPlan:
         ctx = {name: j for j, name in enumerate(CONTEXT_FEATURES)}
         missing = [n for n in ranker_names if n not in blend and n not in ctx]
         if missing:
-            raise InputError(f"ranker features not in the candidate lists: {missing}")
+            raise DataError(f"ranker features not in the candidate lists: {missing}")
         self.from_blend = np.array([blend.get(n, -1) for n in ranker_names], dtype=np.int64)
         self.from_ctx = np.array([ctx.get(n, -1) for n in ranker_names], dtype=np.int64)
 

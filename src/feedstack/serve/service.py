@@ -12,6 +12,7 @@ from feedstack.features.feast_repo import FeastRepo
 from feedstack.features.feast_store import FeastFeatureStore
 from feedstack.features.item_cache import ItemFeatureCache
 from feedstack.ingest.pipeline import Ingestor
+from feedstack.ingest.validate import Validator
 from feedstack.monitor.metrics import ServingMetrics
 from feedstack.serve.clock import LogClock
 from feedstack.serve.models import ServingModels, load_models
@@ -57,19 +58,22 @@ def build_service(
         spec.backends.candidate_cache, project, timeout_s=budgets["candidates"] / 1000.0
     )
     items = ItemFeatureCache.open(open_event_log(spec.backends.event_log, project))
+    step_s = spec.serve.log_clock_max_step_s
+    ingestor = Ingestor.from_spec(spec, project, clock)
+    feed_clock: Clock | None = clock
     if clock is None and spec.serve.clock == "log":
-        feed_clock: Clock | None = LogClock(items)
-    else:
-        feed_clock = clock
+        log_clock = LogClock(items, step_s)
+        # API events are checked against the serving clock: one stamped far ahead of the log
+        # (today's date in a simulated world) is rejected, naming event_time and this key.
+        ingestor.validator = Validator(spec.ingest, log_clock, step_s, "serve.log_clock_max_step_s")
+        feed_clock = log_clock
     return FeedPipeline(
         spec,
         models,
         cache,
         store,
         items,
-        # The API's events are checked against the wall clock (or the one given), even when
-        # feeds are served as of the log's time.
-        ingestor=Ingestor.from_spec(spec, project, clock),
+        ingestor=ingestor,
         metrics=metrics,
         clock=feed_clock,
         background=background,

@@ -12,7 +12,7 @@ import threading
 import time
 import uuid
 import zlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from feedstack.core.clock import Clock, SystemClock
 from feedstack.core.spec import Ingest
@@ -27,7 +27,9 @@ MAX_ERRORS_SHOWN = 5
 class SyntheticFeedService:
     """Items ``a{n}`` in an order fixed by the user id; ``cpu_ms`` of busy work per feed call
     (a stand-in for ranking 500 candidates). Users in ``failing_users`` raise a plain
-    ``RuntimeError`` (an internal bug), which the transports must hide."""
+    ``RuntimeError`` (an internal bug), which the transports must hide; users in
+    ``fallback_users`` are answered with that fallback reason (what a caller may see of it is
+    the transports' decision)."""
 
     model_version = "synthetic-1"
 
@@ -38,10 +40,12 @@ class SyntheticFeedService:
         limits: Ingest | None = None,
         clock: Clock | None = None,
         failing_users: frozenset[str] = frozenset(),
+        fallback_users: Mapping[str, str] | None = None,
     ) -> None:
         self.n_items = n_items
         self.cpu_ms = cpu_ms
         self.failing_users = failing_users
+        self.fallback_users = dict(fallback_users or {})
         self.validator = Validator(limits or Ingest(), clock or SystemClock())
         self.events: dict[str, bytes] = {}
         self._lock = threading.Lock()
@@ -60,7 +64,9 @@ class SyntheticFeedService:
         for pos in range(min(k, self.n_items)):
             n = (seed + pos * 7919) % self.n_items
             items.append(FeedItem(f"a{n}", round(1.0 - pos / (k + 1), 6), SOURCES[n % 5], pos))
-        return Feed(request_id or uuid.uuid4().hex, user_id, items, self.model_version)
+        reason = self.fallback_users.get(user_id)
+        version = "fallback" if reason else self.model_version
+        return Feed(request_id or uuid.uuid4().hex, user_id, items, version, fallback=reason)
 
     def ingest(self, payloads: Sequence[bytes]) -> IngestCounts:
         records = [RawRecord("api", i + 1, p) for i, p in enumerate(payloads)]

@@ -8,6 +8,8 @@ Contract (every backend, proved by tests/contract/test_candidate_cache.py):
   cache has no list for.
 - A backend that cannot be reached raises BackendUnavailable (the server degrades, it never
   errors); a read is bounded by the backend's timeout.
+- An entry that does not decode (torn, truncated, another format) raises DataError, never
+  another exception: the server answers that user from the fallback lists (``cache_corrupt``).
 
 Encoding (``encode``/``decode``; no pickle): ``FSC1`` | u32 header length | header JSON (version,
 build time, source names, feature names, n) | float32 scores [n] | uint8 source [n] | float32
@@ -33,7 +35,8 @@ import numpy as np
 import numpy.typing as npt
 import orjson
 
-from feedstack.core.errors import BackendUnavailable, InputError
+from feedstack.core.errors import BackendUnavailable, DataError
+from feedstack.core.redact import redact_url
 from feedstack.storage.urls import parse_backend_url
 
 CANDIDATE_CACHE_SCHEMES = ("memory", "sqlite", "redis")
@@ -58,14 +61,14 @@ class CandidateList:
     def __post_init__(self) -> None:
         n = len(self.items)
         if self.scores.shape != (n,) or self.sources.shape != (n,):
-            raise InputError(f"candidate list: {n} items but scores/sources of other lengths")
+            raise DataError(f"candidate list: {n} items but scores/sources of other lengths")
         if self.features.shape != (n, len(self.feature_names)):
-            raise InputError(
+            raise DataError(
                 f"candidate list: features {self.features.shape}, "
                 f"expected ({n}, {len(self.feature_names)})"
             )
         if n and int(self.sources.max()) >= len(self.source_names):
-            raise InputError("candidate list: a source index past source_names")
+            raise DataError("candidate list: a source index past source_names")
 
     def __len__(self) -> int:
         return len(self.items)
@@ -87,7 +90,7 @@ class CandidateList:
 def encode(c: CandidateList) -> bytes:
     for item in c.items:
         if "\x00" in item:
-            raise InputError(f"candidate id {item!r}: contains NUL")
+            raise DataError(f"candidate id {item!r}: contains NUL")
     header = orjson.dumps(
         {
             "version": c.version,
@@ -110,15 +113,29 @@ def encode(c: CandidateList) -> bytes:
 
 
 def decode(raw: bytes) -> CandidateList:
+    """The list in ``raw``; DataError for anything that is not a whole, consistent entry (a
+    torn write, another format, bytes someone else put under our key): never another error."""
+    try:
+        return _decode(raw)
+    except DataError:
+        raise
+    except (ValueError, TypeError, KeyError, struct.error, UnicodeDecodeError) as exc:
+        # orjson.JSONDecodeError and numpy's short-buffer errors are ValueErrors.
+        raise DataError(f"candidate cache entry: corrupt ({type(exc).__name__})") from None
+
+
+def _decode(raw: bytes) -> CandidateList:
     if len(raw) < _HEAD.size:
-        raise InputError("candidate cache entry: truncated")
+        raise DataError("candidate cache entry: truncated")
     magic, head_len = _HEAD.unpack_from(raw)
     if magic != MAGIC:
-        raise InputError(f"candidate cache entry: unknown format {magic!r}")
+        raise DataError(f"candidate cache entry: unknown format {magic!r}")
     at = _HEAD.size
     h: dict[str, Any] = orjson.loads(raw[at : at + head_len])
     at += head_len
     n, f = int(h["n"]), len(h["features"])
+    if n < 0 or len(raw) < at + n * (5 + 4 * f):
+        raise DataError(f"candidate cache entry: truncated ({len(raw)} bytes for {n} items)")
     scores = np.frombuffer(raw, "<f4", n, at).astype(np.float32)
     at += 4 * n
     sources = np.frombuffer(raw, np.uint8, n, at).copy()
@@ -127,16 +144,16 @@ def decode(raw: bytes) -> CandidateList:
     at += 4 * n * f
     items = raw[at:].decode().split("\x00") if n else []
     if len(items) != n:
-        raise InputError(f"candidate cache entry: {len(items)} ids for {n} candidates")
+        raise DataError(f"candidate cache entry: {len(items)} ids for {n} candidates")
     return CandidateList(
         str(h["version"]),
         float(h["built_at_s"]),
         items,
         scores,
         sources,
-        tuple(h["sources"]),
+        tuple(str(x) for x in h["sources"]),
         features,
-        tuple(h["features"]),
+        tuple(str(x) for x in h["features"]),
     )
 
 
@@ -267,7 +284,7 @@ class RedisCandidateCache:
 
         from feedstack.storage.urls import strip_prefix
 
-        self.url = url
+        self.url = redact_url(url)  # shown in messages and reports; the client keeps the real one
         self.prefix = prefix
         self._error: type[Exception] = redis.RedisError
         # Short socket timeouts: a stuck server costs one stage budget, then the server degrades.

@@ -26,6 +26,7 @@ from typing import Any, Protocol
 import orjson
 
 from feedstack.core.errors import BackendUnavailable
+from feedstack.core.redact import redact_url
 from feedstack.storage.urls import parse_backend_url, redis_client
 
 DEAD_LETTER_SCHEMES = ("file", "redis")
@@ -150,14 +151,13 @@ class RedisDeadLetter:
 
         self.stream = f"{prefix}:dead_letter"
         self.keys = f"{prefix}:dead_letter_keys"
-        self.location = f"{url.split('?')[0]} stream {self.stream}"
+        self.location = f"{redact_url(url.split('?')[0])} stream {self.stream}"
         self._err: type[Exception] = redis.RedisError
         self._r: Any = client or redis_client(url)
-        try:
-            self._script = self._r.register_script(_DL_APPEND)
-            self._r.ping()
-        except redis.RedisError as exc:
-            raise BackendUnavailable(f"dead-letter store {url}: {exc}") from exc
+        # No round trip here: a server whose dead-letter store is down still starts and serves
+        # feeds; writing a rejection then fails (BackendUnavailable: the batch is not
+        # acknowledged) until the store is back.
+        self._script = self._r.register_script(_DL_APPEND)
 
     def write(self, rejections: Sequence[Rejection]) -> int:
         if not rejections:
@@ -172,7 +172,10 @@ class RedisDeadLetter:
             raise BackendUnavailable(f"dead-letter store {self.location}: {exc}") from exc
 
     def read(self) -> list[Rejection]:
-        entries = self._r.xrange(self.stream, "-", "+")
+        try:
+            entries = self._r.xrange(self.stream, "-", "+")
+        except self._err as exc:
+            raise BackendUnavailable(f"dead-letter store {self.location}: {exc}") from exc
         return [Rejection(**orjson.loads(fields[b"r"])) for _, fields in entries]
 
     def drop(self) -> None:

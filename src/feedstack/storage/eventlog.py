@@ -1,19 +1,27 @@
 """The event log port: a durable, idempotent, ordered log of validated events.
 
 Contract (every backend, proved by tests/contract/test_event_log.py):
-- ``append(events)`` is atomic per call and durable before it returns: once it returns, every
-  accepted event survives a crash of this process; if it raises, none of the batch was written.
+- ``append(events)`` is durable before it returns: once it returns, every accepted event survives
+  a crash of this process. It is atomic per call on SQLite and Redis (if it raises, none of the
+  batch was written); on Kafka a failed call may have written part of the batch, which the
+  caller's retry completes (the ingest pipeline acknowledges nothing of a failed batch, and dedupe
+  drops the part already written).
 - Idempotent: an event whose ``event_id`` is already in the log is not written again; the result
-  counts it as a duplicate (duplicates inside one batch count too; the first one wins).
+  counts it as a duplicate (duplicates inside one batch count too; the first one wins). On Kafka
+  the appender checks an id index it builds from the topic, and readers drop any duplicate that
+  two racing appenders let in (kafka_log.py), so readers see every event once either way.
 - ``payloads``, when given, are the events' JSON exactly as received and validated (aligned with
   ``events``); the log stores them instead of serializing again (the ingest fast path). Reading
   such a payload back yields the same event.
-- ``append_many(batches)`` appends several batches in one atomic, durable step (one transaction,
-  one round trip: a group commit) and returns one result per batch, exactly what appending them
-  one after another would have returned (an event of a later batch already in an earlier one is
-  that later batch's duplicate).
+- ``append_many(batches)`` appends several batches in one durable step (one transaction, one
+  round trip or one flush: a group commit) and returns one result per batch, exactly what
+  appending them one after another would have returned (an event of a later batch already in an
+  earlier one is that later batch's duplicate). Atomic where ``append`` is (SQLite, Redis); on
+  Kafka a failed call may have written part of it, as with ``append``.
 - ``read(after, limit)`` returns records in append order, each with an opaque, increasing
-  ``offset``; ``after=None`` starts at the beginning. Offsets are stable across restarts.
+  ``offset``; ``after=None`` starts at the beginning. Offsets are stable across restarts. (Kafka
+  orders a topic only per partition; the log merges partitions by the appender's sequence
+  number, which is the append order for one appender: kafka_read.py.)
   ``read_raw`` is the same without parsing: ``(offset, JSON bytes)`` pairs (bulk export).
 """
 
@@ -27,7 +35,7 @@ from typing import Protocol, TypeAlias
 from feedstack.core.events import Event
 from feedstack.storage.urls import parse_backend_url
 
-EVENT_LOG_SCHEMES = ("sqlite", "redis")
+EVENT_LOG_SCHEMES = ("sqlite", "redis", "kafka")
 
 
 @dataclass(frozen=True)
@@ -84,6 +92,10 @@ def open_event_log(url: str, project: Path) -> EventLog:
 
         assert parsed.path is not None
         return SqliteEventLog(parsed.path, url=url)
+    if parsed.scheme == "kafka":
+        from feedstack.storage.kafka_log import KafkaEventLog
+
+        return KafkaEventLog(url)
     from feedstack.storage.redis_log import RedisStreamEventLog
 
     return RedisStreamEventLog(url, prefix=parsed.prefix)

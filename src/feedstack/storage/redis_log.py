@@ -13,6 +13,7 @@ from typing import Any
 
 from feedstack.core.errors import BackendUnavailable
 from feedstack.core.events import EVENT_ADAPTER, Event
+from feedstack.core.redact import redact_url
 from feedstack.storage.eventlog import AppendResult, Batch, LogRecord
 from feedstack.storage.urls import redis_client
 
@@ -35,7 +36,7 @@ class RedisStreamEventLog:
     def __init__(self, url: str, prefix: str = "feedstack", client: Any = None) -> None:
         import redis
 
-        self.url = url
+        self.url = redact_url(url)  # shown in messages and reports; the client keeps the real one
         self.prefix = prefix
         self.stream = f"{prefix}:events"
         self.ids = f"{prefix}:event_ids"
@@ -45,7 +46,7 @@ class RedisStreamEventLog:
             self._script = self._r.register_script(_APPEND)
             self._r.ping()
         except redis.RedisError as exc:
-            raise BackendUnavailable(f"event log {url}: {exc}") from exc
+            raise BackendUnavailable(f"event log {self.url}: {exc}") from exc
 
     def append(
         self, events: Sequence[Event], payloads: Sequence[bytes] | None = None

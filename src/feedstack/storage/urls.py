@@ -13,6 +13,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 
 from feedstack.core.errors import ConfigError
+from feedstack.core.redact import redact_url
 
 
 @dataclass(frozen=True)
@@ -27,13 +28,15 @@ def parse_backend_url(url: str, key: str, allowed: tuple[str, ...], project: Pat
     """Parse ``url`` (the value of spec key ``key``) into a BackendUrl or raise ConfigError."""
     if "://" not in url:
         raise ConfigError(
-            f"backends.{key} = {url!r}: not a URL; expected one of the schemes {', '.join(allowed)}"
+            f"backends.{key} = {redact_url(url)!r}: not a URL; expected one of the schemes "
+            f"{', '.join(allowed)}"
         )
     scheme, rest = url.split("://", 1)
     scheme = scheme.lower()
     if scheme not in allowed:
         raise ConfigError(
-            f"backends.{key} = {url!r}: unknown scheme {scheme!r}; valid: {', '.join(allowed)}"
+            f"backends.{key} = {redact_url(url)!r}: unknown scheme {scheme!r}; "
+            f"valid: {', '.join(allowed)}"
         )
     if scheme in ("sqlite", "file", "duckdb"):
         if not rest:

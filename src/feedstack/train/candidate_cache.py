@@ -34,6 +34,7 @@ from feedstack.storage.candidate_cache import CandidateCache, CandidateList, ope
 from feedstack.storage.eventlog import open_event_log
 from feedstack.storage.offline import open_offline_store
 from feedstack.train import artifacts
+from feedstack.train.clean_log import load_clean_log
 from feedstack.train.history import ClickHistory
 from feedstack.train.newslog import NewsLog
 
@@ -167,7 +168,9 @@ def build_candidate_cache(
         offline.sync(event_log)  # events the API appended since the last file ingest
     finally:
         event_log.close()
-    log = NewsLog.load(offline.root)
+    # Rows this job cannot use (a NUL in an article id, stored before ingest refused it) are
+    # set aside in the dead-letter store, counted, and the other users still get their lists.
+    log, quarantined = load_clean_log(project, spec, offline.root, "candidates build")
     added = extend_sources(model, log)
     when = float(np.nextafter(log.end_s, np.inf)) if at_s is None else float(at_s)
     own = cache is None
@@ -194,4 +197,5 @@ def build_candidate_cache(
         "bytes_per_user": round(written / users, 1) if users else 0.0,
         "bytes": written,
         "seconds": round(seconds, 3),
+        "quarantined": quarantined.quarantined,
     }

@@ -110,7 +110,10 @@ class NewsLog:
             table = table.drop_columns(["date"])
         keys = [("event_time", "ascending")]
         if "log_offset" in table.column_names:
-            offset = pc.cast(table["log_offset"], pa.int64())
+            # The leading integer: SQLite's sequence number, Kafka's ``sum@vector`` position
+            # (its sum grows along the log's merge order), a Redis id's milliseconds.
+            lead = pc.extract_regex(table["log_offset"], r"^(?P<n>\d+)")
+            offset = pc.cast(pc.struct_field(lead, "n"), pa.int64())
             table = table.append_column("_offset", offset)
             keys.append(("_offset", "ascending"))
         table = table.sort_by(keys)

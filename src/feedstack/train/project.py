@@ -11,8 +11,8 @@ from typing import Any
 from feedstack.core.spec import load_spec
 from feedstack.storage.offline import open_offline_store
 from feedstack.train import artifacts, selection
+from feedstack.train.clean_log import load_clean_log
 from feedstack.train.news import NewsConfig, run
-from feedstack.train.newslog import NewsLog
 from feedstack.train.slates import RankerSize
 
 
@@ -36,7 +36,8 @@ def train_project(
         seed=seed,
         **extra,
     )
-    log = NewsLog.load(open_offline_store(spec.backends.offline_store, root).root)
+    offline_root = open_offline_store(spec.backends.offline_store, root).root
+    log, quarantined = load_clean_log(root, spec, offline_root, "train")
     training = run(
         log, config, selection.budget_ms(spec), say=say or (lambda _: None), oracle=oracle
     )
@@ -48,4 +49,9 @@ def train_project(
         training.ranker,
         training.check,
     )
-    return {"version": version, "model_dir": str(folder), **training.result}
+    return {
+        "version": version,
+        "model_dir": str(folder),
+        **training.result,
+        "quarantined": quarantined.quarantined,  # rows set aside (dead-letter store)
+    }

@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from feedstack.core.errors import InputError
+from feedstack.core.errors import DataError
 from feedstack.models.rank.lgbm import FloatMatrix, Ranker
 
 log = logging.getLogger(__name__)
@@ -121,7 +121,7 @@ class CompiledRanker(Ranker):
             model_file.write_text(text, encoding="utf-8")
             self._model = lleaves.Model(model_file=str(model_file))
             if self._model.num_feature() != len(self.feature_names):
-                raise InputError(
+                raise DataError(
                     f"compiled ranker: {self._model.num_feature()} features in the model text, "
                     f"{len(self.feature_names)} names"
                 )
@@ -140,7 +140,7 @@ class CompiledRanker(Ranker):
 
     def predict(self, features: FloatMatrix, num_threads: int = 1) -> FloatMatrix:
         if features.ndim != 2 or features.shape[1] != len(self.feature_names):
-            raise InputError(
+            raise DataError(
                 f"ranker expects {len(self.feature_names)} features, got shape {features.shape}"
             )
         scores = self._model.predict(np.asarray(features, dtype=np.float64), n_jobs=num_threads)

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from feedstack.core.errors import InputError
+from feedstack.core.errors import DataError, InputError
 
 FloatMatrix = npt.NDArray[np.float32]
 FORMAT_VERSION = 1
@@ -181,7 +181,7 @@ class Ranker:
 
     def predict(self, features: FloatMatrix, num_threads: int = 1) -> FloatMatrix:
         if features.ndim != 2 or features.shape[1] != len(self.feature_names):
-            raise InputError(
+            raise DataError(
                 f"ranker expects {len(self.feature_names)} features, got shape {features.shape}"
             )
         scores = self.booster.predict(features, num_threads=num_threads)
@@ -212,9 +212,9 @@ class Ranker:
             meta = json.loads((folder / META_FILE).read_text(encoding="utf-8"))
             text = (folder / MODEL_FILE).read_text(encoding="utf-8")
         except (OSError, ValueError) as exc:
-            raise InputError(f"{folder}: not a saved ranker ({exc})") from None
+            raise DataError(f"{folder}: not a saved ranker ({exc})") from None
         if meta.get("format") != FORMAT_VERSION:
-            raise InputError(f"{folder}: ranker format {meta.get('format')!r}")
+            raise DataError(f"{folder}: ranker format {meta.get('format')!r}")
         booster = lgb.Booster(model_str=text)
         return cls(
             booster, meta["feature_names"], meta["params"], meta["metrics"], meta["data_hash"]
