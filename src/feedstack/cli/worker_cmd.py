@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 import typer
 
 from feedstack.cli.common import (
+    EngineOption,
     JsonOption,
     ProjectOption,
     cli_errors,
@@ -134,30 +135,30 @@ def backfill(
         True, "--checkpoint/--no-checkpoint", help="Save a checkpoint the worker resumes from."
     ),
     sink_kind: str = SinkOption,
+    engine: str | None = EngineOption,
     as_json: bool = JsonOption,
 ) -> None:
-    """Compute every feature over the whole log in one pass (same code as the worker)."""
+    """Compute every feature over the whole log in one pass (same code as the worker).
+
+    On Spark (--engine local[N] or spark://...) the same aggregator runs per group of
+    entities over the Parquet copy; no worker checkpoint is written there."""
+    from feedstack.batch import jobs
+    from feedstack.batch.engine import Engine
     from feedstack.core.spec import load_spec
-    from feedstack.features.backfill import log_batches, parquet_batches, run_backfill
-    from feedstack.storage.eventlog import open_event_log
-    from feedstack.storage.offline import open_offline_store
 
     with cli_errors():
-        if source not in ("log", "parquet"):
-            raise InputError(f"--from must be log or parquet, got {source!r}")
         proj = _project_dir(project)
         spec = load_spec(proj)
+        eng = Engine.from_spec(spec, engine)
+        if source not in ("log", "parquet"):
+            raise InputError(f"--from must be log or parquet, got {source!r}")
         sink = open_sink(proj, sink_kind)
-        log = open_event_log(spec.backends.event_log, proj)
-        if source == "parquet":
-            batches = parquet_batches(open_offline_store(spec.backends.offline_store, proj))
-        else:
-            batches = log_batches(log)
+        offline_root = getattr(getattr(sink, "repo", None), "offline_root", None)
         path = checkpoint_path(proj) if checkpoint else None
-        _, report = run_backfill(batches, sink, checkpoint_path=path)
-        log.close()
-        result = report.to_dict()
-        result.update(sink=sink_kind, source=source)
+        result = jobs.backfill(
+            proj, eng, sink, source=source, offline_root=offline_root, checkpoint_path=path
+        )
+        result.update(sink=sink_kind)
         if as_json:
             emit_json(result)
         else:

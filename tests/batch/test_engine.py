@@ -1,0 +1,35 @@
+"""The engine setting: spec key and --engine, validated with errors that name key and value."""
+
+from __future__ import annotations
+
+import pytest
+
+from feedstack.batch.engine import Engine
+from feedstack.core.errors import ConfigError, InputError
+from feedstack.core.spec import Spec, check_engine, parse_spec
+
+
+@pytest.mark.parametrize(
+    "value", ["local", "local[2]", "local[*]", "spark://h:7077", "spark://a:1,b:2"]
+)
+def test_engine_forms_accepted(value: str) -> None:
+    assert parse_spec({"engine": value}).engine == value
+    assert check_engine(value) == value
+
+
+@pytest.mark.parametrize("value", ["spark", "local[0]", "local[x]", "spark://host", "yarn", ""])
+def test_bad_engine_names_key_and_value(value: str) -> None:
+    with pytest.raises(ConfigError, match=r"key 'engine' = '.*': .*must be local, local\[N\]"):
+        parse_spec({"engine": value})
+    with pytest.raises(InputError, match=r"--engine"):
+        check_engine(value)
+
+
+def test_spark_settings_validated() -> None:
+    with pytest.raises(ConfigError, match=r"spark.driver_memory"):
+        parse_spec({"spark": {"driver_memory": "lots"}})
+    spec = parse_spec({"engine": "local[2]", "spark": {"partitions": 6, "conf": {"a": "b"}}})
+    engine = Engine.from_spec(spec)
+    assert (engine.master, engine.cores, engine.n_partitions()) == ("local[2]", 2, 6)
+    assert Engine.from_spec(Spec(), "local[3]").n_partitions() == 12  # 4 per core by default
+    assert not Engine.from_spec(Spec()).is_spark
