@@ -22,7 +22,6 @@ from feedstack.world import WorldConfig
 from tests.conftest import REDIS_URL
 from tests.factories import world_project
 
-
 pytestmark = pytest.mark.slow  # one Spark session for the run; each job a few seconds
 
 
