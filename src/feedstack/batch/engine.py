@@ -178,6 +178,9 @@ def spark_session(
         except Exception as exc:  # the JVM failed to start: a backend fault, not the caller's
             raise BackendUnavailable(f"Spark {master}: cannot start: {exc}") from exc
         spark.sparkContext.setLogLevel("ERROR")
+        # Iterative jobs (ALS) cut their lineage at checkpoints; without a folder the lineage of
+        # 15 iterations overflows the JVM stack when a task is serialized.
+        spark.sparkContext.setCheckpointDir(str(scratch / "checkpoints"))
         _sessions[master] = spark
         return spark
 
