@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from feedstack.batch.engine import Engine
@@ -33,3 +35,18 @@ def test_spark_settings_validated() -> None:
     assert (engine.master, engine.cores, engine.n_partitions()) == ("local[2]", 2, 6)
     assert Engine.from_spec(Spec(), "local[3]").n_partitions() == 12  # 4 per core by default
     assert not Engine.from_spec(Spec()).is_spark
+
+
+def test_demo_scale_backends_set_the_spec(project: Path) -> None:
+    from feedstack.core.spec import load_spec
+    from feedstack.demo.backends import DemoBackends
+
+    assert DemoBackends.named("embedded").apply(project) == {}
+    changed = DemoBackends.named("scale").apply(project)
+    spec = load_spec(project)
+    assert spec.engine == changed["engine"] == "local[2]"
+    if "candidate_cache" in changed:  # a Redis server answered
+        assert spec.backends.candidate_cache.startswith("redis://")
+    assert DemoBackends("scale").describe(project)["batch_engine"] == "local[2]"
+    with pytest.raises(InputError, match="--backends must be one of embedded, scale"):
+        DemoBackends.named("cloud")

@@ -69,9 +69,16 @@ def _job(project: str, version: str, at_s: float) -> CandidateJob:
 
 
 def run_shard(
-    table: pa.Table, *, project: str, version: str, at_s: float, cache_url: str | None
+    table: pa.Table,
+    *,
+    project: str,
+    version: str,
+    at_s: float,
+    cache_url: str | None,
+    discard: bool = False,
 ) -> pa.Table:
-    """One task: the lists of its users (one shard), written to Redis or returned encoded."""
+    """One task: the lists of its users (one shard), written to Redis or returned encoded
+    (``discard``: encoded and counted only, for the scale benchmark)."""
     began = time.perf_counter()
     job = _job(project, version, at_s)
     shard = str(table["shard"][0].as_py())
@@ -91,8 +98,9 @@ def run_shard(
                 for user, c in lists.items():
                     raw = encode(c)
                     written += len(raw)
-                    ids.append(user)
-                    payloads.append(raw)
+                    if not discard:
+                        ids.append(user)
+                        payloads.append(raw)
     finally:
         if cache is not None:
             cache.close()
@@ -118,11 +126,18 @@ def _prefix(url: str) -> str:
 
 
 def _shard_fn(
-    project: str, version: str, at_s: float, cache_url: str | None
+    project: str, version: str, at_s: float, cache_url: str | None, discard: bool
 ) -> Callable[[pa.Table], pa.Table]:
     # Spark picks the calling convention from the type hints: Table in, Table out.
     def fn(table: pa.Table) -> pa.Table:
-        return run_shard(table, project=project, version=version, at_s=at_s, cache_url=cache_url)
+        return run_shard(
+            table,
+            project=project,
+            version=version,
+            at_s=at_s,
+            cache_url=cache_url,
+            discard=discard,
+        )
 
     return fn
 
@@ -134,8 +149,10 @@ def spark_candidate_build(
     cache: CandidateCache | None = None,
     at_s: float | None = None,
     say: Callable[[str], None] | None = None,
+    discard: bool = False,
 ) -> dict[str, Any]:
-    """``build_candidate_cache`` on Spark: same lists, written by region shard."""
+    """``build_candidate_cache`` on Spark: same lists, written by region shard (``discard``:
+    the tasks encode and count the lists and store none: the scale benchmark)."""
     from feedstack.train.candidate_cache import load_job
 
     began = time.perf_counter()
@@ -158,7 +175,7 @@ def spark_candidate_build(
             }
         )
     )
-    fn = _shard_fn(str(project.resolve()), job.version_folder, job.at_s, cache_url)
+    fn = _shard_fn(str(project.resolve()), job.version_folder, job.at_s, cache_url, discard)
     out_schema = (
         "shard string, users long, rows long, bytes long, seconds double, "
         "user_id array<string>, payload array<binary>"
@@ -175,7 +192,7 @@ def spark_candidate_build(
             users += int(row["users"])
             rows += int(row["rows"])
             task_s += float(row["seconds"])
-            if cache_url is None and row["user_id"]:
+            if cache_url is None and not discard and row["user_id"]:
                 lists = dict(zip(row["user_id"], row["payload"], strict=True))
                 written += _put_encoded(target, lists)
             else:
@@ -200,7 +217,11 @@ def spark_candidate_build(
         "seconds": round(seconds, 3),
         "load_seconds": round(loaded_s, 3),
         "task_seconds": round(task_s, 3),
-        "written_by": "tasks, per region shard" if cache_url else "driver",
+        "written_by": "discarded (counted)"
+        if discard
+        else "tasks, per region shard"
+        if cache_url
+        else "driver",
         "shards": {k: {kk: int(vv) for kk, vv in v.items()} for k, v in sorted(shards.items())},
         **engine.describe(),
     }

@@ -59,6 +59,11 @@ TARGETS = {
         "minutes of simulated traffic",
     ],
     "bench-abtest": ["the A/B lift's 95 % interval covers the true lift in >= 19 of 20 seeds"],
+    "bench-scale-batch": [
+        ">= 1M users / >= 10M events through the batch path (backfill, training rows, "
+        "candidate build) on the local engine and on Spark local[2]; the largest world each "
+        "handles within 20 GB",
+    ],
     "drift": [
         "drift detected within 5 minutes of simulated traffic after injection; no false alarm "
         "over a 1-hour steady run",
@@ -270,6 +275,54 @@ def all_(
             emit_json({"out": str(out), "results": {r["kind"]: r["result"] for r in records}})
         else:
             console.print(f"wrote {out}")
+
+
+@app.command("scale")
+def scale(
+    users: int = typer.Option(
+        1_000_000, "--users", min=1_000, help="Users of the largest world (~10 events/user-day)."
+    ),
+    days: float = typer.Option(1.0, "--days", min=0.1, help="Days of events."),
+    engines: str = typer.Option(
+        "local,local[2]", "--engines", help="Comma-separated engines to compare."
+    ),
+    limit_gb: float = typer.Option(20.0, "--limit-gb", min=1.0, help="Memory limit of a run."),
+    steps: int = typer.Option(
+        3, "--steps", min=1, max=6, help="World sizes: users / 4^k for k < steps."
+    ),
+    budget_s: float = typer.Option(
+        4 * 3600.0, "--budget-s", min=60.0, help="No step is started that would end past it."
+    ),
+    work: Path = typer.Option(
+        Path("bench-out") / "scale", "--work", help="Folder for the worlds (kept for re-runs)."
+    ),
+    project: Path | None = ProjectOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """The batch path at scale on each engine: backfill, training rows, candidate build.
+
+    Wall time, peak RSS of the whole process tree (Spark's JVM and Python workers included),
+    users per core-second of the candidate build, and the largest world under --limit-gb."""
+    from feedstack.bench.batch_scale import run_batch_scale
+    from feedstack.core.spec import check_engine
+
+    with cli_errors():
+        names = tuple(check_engine(e.strip()) for e in engines.split(",") if e.strip())
+
+        def say(msg: str) -> None:
+            console.print(msg, highlight=False)
+
+        result = run_batch_scale(
+            users,
+            days=days,
+            engines=names,
+            limit_gb=limit_gb,
+            steps=steps,
+            budget_s=budget_s,
+            workdir=work,
+            say=say,
+        )
+        record_measurement("bench-scale-batch", result, project, as_json)
 
 
 app.command("freshness")(worker_cmd.bench_freshness)

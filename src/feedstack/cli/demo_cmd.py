@@ -24,14 +24,24 @@ def demo(
         min=1.0,
         help="Length of each online measurement (live traffic, load benchmark, freshness).",
     ),
+    backends: str = typer.Option(
+        "embedded",
+        "--backends",
+        help="embedded (local files) or scale (the offline stages on Spark local[2], the "
+        "candidate cache in Redis).",
+    ),
     as_json: bool = JsonOption,
 ) -> None:
     """Run the main job: world -> ingest -> features -> train -> serve live traffic -> canary ->
     monitors -> plan and report. Exits 0 only if every stage ran."""
     # Imported here: the stages pull in pyarrow, duckdb and the models (~1 s), which every
     # other command would otherwise pay at startup (`feedstack plan` must answer in < 1 s).
+    from feedstack.cli.common import cli_errors
+    from feedstack.demo.backends import DemoBackends
     from feedstack.demo.stages import STAGES, DemoContext, run_stage
 
+    with cli_errors():
+        chosen = DemoBackends.named(backends)
     ctx = DemoContext(
         out=out,
         users=users,
@@ -39,6 +49,7 @@ def demo(
         days=days,
         seed=seed,
         online_seconds=online_seconds,
+        backends=chosen,
     )
     out.mkdir(parents=True, exist_ok=True)
     timings: dict[str, float] = {}
@@ -58,6 +69,9 @@ def demo(
         "failed": failed,
         "seconds": round(time.perf_counter() - began, 3),
         "stage_seconds": timings,
+        "engines": chosen.describe(ctx.project)
+        if (ctx.project / "feedstack.yaml").exists()
+        else {},
         "results": ctx.results,
         "project": str(ctx.project),
         "report": str(out / "report" / "report.html") if "report" in ctx.results else None,
