@@ -260,6 +260,7 @@ def all_(
         records.append(measurements.record("bench-world", res))
         records.extend(_feature_benches(quick))
         records.extend(_serving_benches(quick, Path(work) if work else Path("bench-out")))
+        records.extend(_scale_bench(quick, Path(work) if work else Path("bench-out")))
         gowalla_dir = Path("../shared/data/gowalla")
         if not quick and gowalla_dir.is_dir():
             from feedstack.bench.gowalla import run_gowalla_bench
@@ -323,6 +324,27 @@ def scale(
             say=say,
         )
         record_measurement("bench-scale-batch", result, project, as_json)
+
+
+def _scale_bench(quick: bool, work: Path) -> list[dict[str, Any]]:
+    """The batch part of the scale benchmark, short: 100k users (1M events) in two steps on
+    both engines (the full 1M-user run: `feedstack bench scale`); skipped without Spark."""
+    from feedstack.batch.engine import spark_missing
+    from feedstack.bench.batch_scale import run_batch_scale
+
+    why = spark_missing()
+    engines: tuple[str, ...] = ("local",) if why else ("local", "local[2]")
+    console.print(f"[bold]bench scale[/bold] (batch part, {', '.join(engines)})")
+    res = run_batch_scale(
+        8_000 if quick else 100_000,
+        engines=engines,
+        steps=2,
+        model_users=1_000 if quick else 5_000,
+        workdir=work / "scale",
+    )
+    if why:
+        res["spark_skipped"] = why
+    return [measurements.record("bench-scale-batch", res)]
 
 
 app.command("freshness")(worker_cmd.bench_freshness)
