@@ -378,6 +378,7 @@ REPORT_KINDS = (
     "bench-rollout",
     "bench-abtest",
     "drift",
+    "bench-scale-batch",
 )
 # bench all: HTTP and gRPC at 300 req/s and at saturation, HTTP with the candidate cache in Redis
 SERVE_RUNS = 5
