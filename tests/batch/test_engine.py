@@ -50,3 +50,23 @@ def test_demo_scale_backends_set_the_spec(project: Path) -> None:
     assert DemoBackends("scale").describe(project)["batch_engine"] == "local[2]"
     with pytest.raises(InputError, match="--backends must be one of embedded, scale"):
         DemoBackends.named("cloud")
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["features", "backfill", "--sink", "memory"],
+        ["features", "training-rows"],
+        ["candidates", "build"],
+        ["bench", "scale"],
+    ],
+)
+def test_engine_option_rejects_bad_values_with_exit_2(project: Path, command: list[str]) -> None:
+    from typer.testing import CliRunner
+
+    from feedstack.cli.main import app
+
+    flag = "--engines" if command[0] == "bench" else "--engine"
+    result = CliRunner().invoke(app, [*command, flag, "yarn", "-p", str(project)])
+    assert result.exit_code == 2
+    assert "'yarn': must be local, local[N]" in result.stderr
