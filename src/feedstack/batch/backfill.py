@@ -285,12 +285,18 @@ def route(df: DataFrame, n_users: int, n_items: int) -> DataFrame:
     marks = firsts.select("f.p0", "f.p1", "f.event_time").unionByName(
         latest.select("p0", "p1", "event_time")
     )
+    # Every group gets the markers; the groups are known without looking at the events (a
+    # group with no events of its own returns no rows).
+    spark = df.sparkSession
     groups = (
-        user_ev.unionByName(user_pub)
-        .unionByName(item_ev)
-        .unionByName(trend_ev)
-        .select("role", "bucket")
-        .distinct()
+        spark.range(n_users)
+        .select(F.lit(USERS).alias("role"), F.col("id").cast("int").alias("bucket"))
+        .unionByName(
+            spark.range(n_items).select(
+                F.lit(ITEMS).alias("role"), F.col("id").cast("int").alias("bucket")
+            )
+        )
+        .unionByName(spark.range(1).select(F.lit(TRENDING).alias("role"), F.lit(0).alias("bucket")))
     )
     null = {c: F.lit(None) for c in _COLUMNS if c not in ("type", "event_time")}
     marker_ev = groups.crossJoin(marks).select(

@@ -25,7 +25,13 @@ import pyarrow as pa
 from feedstack.batch.backfill import read_events
 from feedstack.batch.engine import Engine
 from feedstack.features.rows import arrow_schema
-from feedstack.features.training import _connect, join_articles, join_users, labeled_items
+from feedstack.features.training import (
+    _connect,
+    join_articles,
+    join_users,
+    labeled_items,
+    load_table,
+)
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame
@@ -58,8 +64,8 @@ def _labels(start_s: float | None, end_s: float | None) -> Callable[[pa.Table], 
 def _articles(items: pa.Table, rows: pa.Table) -> pa.Table:
     con = _connect()
     try:
-        con.register("items", items.drop_columns(["b"]))
-        con.register("rows", rows.drop_columns(["b"]))
+        load_table(con, "items", items.drop_columns(["b"]))
+        load_table(con, "rows", rows.drop_columns(["b"]))
         return join_articles(con, "items", "rows")
     finally:
         con.close()
@@ -68,8 +74,8 @@ def _articles(items: pa.Table, rows: pa.Table) -> pa.Table:
 def _users(items: pa.Table, rows: pa.Table) -> pa.Table:
     con = _connect()
     try:
-        con.register("items", items.drop_columns(["b"]))
-        con.register("rows", rows.drop_columns(["b"]))
+        load_table(con, "items", items.drop_columns(["b"]))
+        load_table(con, "rows", rows.drop_columns(["b"]))
         return join_users(con, "items", "rows")
     finally:
         con.close()
@@ -80,11 +86,11 @@ def _empty_schemas(events: pa.Schema) -> tuple[pa.Schema, pa.Schema, pa.Schema]:
     items = _labels(None, None)(events.empty_table())
     con = _connect()
     try:
-        con.register("items", items)
-        con.register("rows", arrow_schema("article_stats").empty_table())
+        load_table(con, "items", items)
+        load_table(con, "rows", arrow_schema("article_stats").empty_table())
         with_articles = join_articles(con, "items", "rows")
-        con.register("with_articles", with_articles)
-        con.register("urows", arrow_schema("user_features").empty_table())
+        load_table(con, "with_articles", with_articles)
+        load_table(con, "urows", arrow_schema("user_features").empty_table())
         final = join_users(con, "with_articles", "urows")
     finally:
         con.close()
