@@ -34,7 +34,7 @@ def planted() -> tuple[InteractionData, np.ndarray]:
 
 def test_spark_als_meets_the_stated_tolerance(spark_engine: Engine) -> None:
     data, block_of = planted()
-    trainer = ALSTrainer(factors=BLOCKS, regularization=0.05, alpha=10.0, iterations=15, seed=3)
+    trainer = ALSTrainer(factors=BLOCKS, regularization=0.05, alpha=10.0, iterations=10, seed=3)
     local = trainer.fit(data)
     spark = fit_als(spark_engine, data, trainer)
     assert isinstance(spark, ALSSource) and spark.item_factors.shape == local.item_factors.shape

@@ -8,6 +8,10 @@ the parent samples the whole process tree every 0.2 s (the child, Spark's JVM an
 workers): peak RSS is the peak of the tree's summed RSS, CPU is the tree's user + system time,
 so "users per core-second" divides by the cores really used, not the cores assumed.
 
+The catalog is ``ARTICLES_PER_DAY`` articles a day whatever the audience (a newsroom does not
+publish more because more people read): every world size scores the same catalog, so the
+per-user cost is comparable across steps.
+
 What is not the deployed system, and why: the world is written straight into the offline
 store's layout (ingest is measured by ``bench ingest``); the model is trained on a small world
 with the same articles (training at 1M users is not this benchmark); online feature rows are
@@ -39,7 +43,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from feedstack.bench.world import articles_for
+ARTICLES_PER_DAY = 2_000  # a large newsroom's daily output; it does not grow with the audience
 
 _CLK = os.sysconf("SC_CLK_TCK")
 _PAGE = os.sysconf("SC_PAGE_SIZE")
@@ -231,6 +235,10 @@ def run_tree(body: str, args: Any, limit_bytes: float) -> dict[str, Any]:
 
 
 # ----------------------------------------------------------------------------- the world
+def articles_for(days: float) -> int:
+    return max(1, round(ARTICLES_PER_DAY * days))
+
+
 def prepare_world(workdir: Path, users: int, days: float, seed: int) -> Path:
     """A project whose offline store holds the world's events (cached in ``workdir``)."""
     from feedstack.bench.child import run_child
@@ -241,7 +249,7 @@ def prepare_world(workdir: Path, users: int, days: float, seed: int) -> Path:
     if done.exists():
         return project
     shutil.rmtree(project, ignore_errors=True)
-    args = {"users": users, "articles": articles_for(users, days), "days": days, "seed": seed}
+    args = {"users": users, "articles": articles_for(days), "days": days, "seed": seed}
     body = (
         "from pathlib import Path\nfrom feedstack.world import WorldConfig, write_world\n"
         "out = Path(ARGS.pop('out'))\n"
@@ -274,12 +282,12 @@ def _to_offline_store(events: Path, offline: Path) -> None:
     (out / "_manifest.json").write_bytes(orjson.dumps({"offset": str(seq), "parts": part}))
 
 
-def prepare_model(workdir: Path, users: int, days: float, seed: int, model_users: int) -> Path:
+def prepare_model(workdir: Path, days: float, seed: int, model_users: int) -> Path:
     """A model trained on a small world with the same articles (the catalog depends on the
     article count, days and seed, not on the users)."""
     from feedstack.bench.child import run_child
 
-    articles = articles_for(users, days)
+    articles = articles_for(days)
     small = workdir / f"model-a{articles}-d{days:g}-s{seed}"
     models = small / "models"
     if (small / ".ready").exists():
@@ -377,7 +385,7 @@ def run_batch_scale(
     began = time.time()
     workdir.mkdir(parents=True, exist_ok=True)
     sizes = sorted({max(1_000, users // 4**k) for k in range(steps)})
-    models = prepare_model(workdir, users, days, seed, model_users)
+    models = prepare_model(workdir, days, seed, model_users)
     runs: dict[str, list[dict[str, Any]]] = {e: [] for e in engines}
     for size in sizes:
         project = prepare_world(workdir, size, days, seed)
