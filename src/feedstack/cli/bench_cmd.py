@@ -355,6 +355,17 @@ app.command("serve")(serve_cmd.bench_serve)
 # What a reader of docs/benchmarks.md must know beside the numbers (kept with the code that
 # measures them; update when the measurement changes).
 NOTES = {
+    "bench-scale-batch": [
+        "one child per engine and world size runs backfill -> training rows -> candidate build; "
+        "peak RSS and CPU are the whole process tree's (Spark's JVM and Python workers "
+        "included), sampled every 0.2 s; a run past the limit is killed",
+        "not the deployed system, on purpose: the world is written straight into the offline "
+        "store (ingest: bench ingest), the model is trained on a 5,000-user world with the same "
+        "2,000 articles a day, online feature rows are counted and candidate lists encoded and "
+        "counted, not stored (1M users x ~47 KB would not fit this machine's Redis)",
+        "projected_users extrapolates the last two steps' peak RSS linearly (not run); Spark's "
+        "JVM heap grows lazily up to spark.driver_memory, so small steps overstate its slope",
+    ],
     "bench-freshness": [
         "embedded (sqlite + Feast SQLite online store): every 90 s window holds at least one "
         "minute tick, when the worker snapshots every user changed in the minute (~10^5). Before "
