@@ -13,6 +13,7 @@ from pathlib import Path
 import typer
 
 from feedstack.cli.common import (
+    EngineOption,
     JsonOption,
     ProjectOption,
     cli_errors,
@@ -30,16 +31,23 @@ def build(
     model: str | None = typer.Option(
         None, "--model", help="Model version (a folder under PROJECT/models/; default: newest)."
     ),
+    engine: str | None = EngineOption,
     as_json: bool = JsonOption,
 ) -> None:
-    """Compute every user's candidates with a trained model and write them to the cache."""
-    from feedstack.train.candidate_cache import build_candidate_cache
+    """Compute every user's candidates with a trained model and write them to the cache.
+
+    On Spark (--engine local[N] or spark://...) the same per-batch code runs per task, users
+    grouped by region shard; a Redis cache is written by the tasks of each shard."""
+    from feedstack.batch import jobs
+    from feedstack.batch.engine import Engine
+    from feedstack.core.spec import load_spec
 
     with cli_errors():
         root = project_dir(project)
+        eng = Engine.from_spec(load_spec(root), engine)
 
         def say(msg: str) -> None:
             console.print(msg, highlight=False)  # stderr: stdout stays JSON
 
-        result = build_candidate_cache(root, version=model, say=say)
+        result = jobs.candidate_build(root, eng, version=model, say=say)
         record_measurement("candidates", result, root, as_json)

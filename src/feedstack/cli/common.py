@@ -33,6 +33,12 @@ ProjectOption = typer.Option(
     help="Project folder with feedstack.yaml (default: $FEEDSTACK_PROJECT or the current one).",
 )
 JsonOption = typer.Option(False, "--json", help="Print a machine-readable JSON result on stdout.")
+EngineOption = typer.Option(
+    None,
+    "--engine",
+    help="Batch engine: local (this process), local[N] (Spark on N cores) or "
+    "spark://host:port (default: the spec's engine).",
+)
 
 
 def project_dir(project: Path | None) -> Path:

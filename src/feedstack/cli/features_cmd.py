@@ -4,6 +4,7 @@ apply        generate ``<project>/data/feast`` from definitions.py and run ``fea
 materialize  ``feast materialize-incremental``: offline Parquet rows -> the online store
 serve        the real ``feast serve`` (HTTP) on the generated repo
 status       what is on disk: generated from the current definitions? applied? rows per view
+training-rows  the ranker's point-in-time training rows (Parquet), on the local engine or Spark
 
 Backends: ``--online-url`` / ``--offline-url``, else the spec's ``backends.online_features`` /
 ``backends.offline_features`` once it has them, else the embedded SQLite + Parquet files.
@@ -22,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from feedstack.cli.common import (
+    EngineOption,
     JsonOption,
     ProjectOption,
     cli_errors,
@@ -166,6 +168,30 @@ def status(
 
     with cli_errors():
         result = repo_status(_repo(project, online_url, offline_url))
+    _show(result, as_json)
+
+
+@app.command("training-rows")
+def training_rows(
+    project: Path | None = ProjectOption,
+    out: Path | None = typer.Option(
+        None, "--out", help="Parquet folder to write (default: PROJECT/data/training/rows)."
+    ),
+    engine: str | None = EngineOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """Every logged impression x shown item with its labels and the features as they were at
+    the impression (point-in-time ASOF joins over the offline feature rows).
+
+    Needs the offline feature rows: run `feedstack features backfill` first."""
+    from feedstack.batch import jobs
+    from feedstack.batch.engine import Engine
+    from feedstack.core.spec import load_spec
+
+    with cli_errors():
+        root = project_dir(project)
+        eng = Engine.from_spec(load_spec(root), engine)
+        result = jobs.training_rows(root, eng, out)
     _show(result, as_json)
 
 

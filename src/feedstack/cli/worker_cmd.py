@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 import typer
 
 from feedstack.cli.common import (
+    EngineOption,
     JsonOption,
     ProjectOption,
     cli_errors,
@@ -26,7 +27,6 @@ from feedstack.features.definitions import ONLINE_AT_TICKS
 
 if TYPE_CHECKING:  # the CLI imports nothing heavy before a command runs
     from feedstack.features.sink import FeatureSink
-    from feedstack.storage.deadletter import Rejection
 
 app = typer.Typer(help="The streaming feature worker.", no_args_is_help=True)
 
@@ -159,40 +159,30 @@ def backfill(
         True, "--checkpoint/--no-checkpoint", help="Save a checkpoint the worker resumes from."
     ),
     sink_kind: str = SinkOption,
+    engine: str | None = EngineOption,
     as_json: bool = JsonOption,
 ) -> None:
-    """Compute every feature over the whole log in one pass (same code as the worker)."""
+    """Compute every feature over the whole log in one pass (same code as the worker).
+
+    On Spark (--engine local[N] or spark://...) the same aggregator runs per group of
+    entities over the Parquet copy; no worker checkpoint is written there."""
+    from feedstack.batch import jobs
+    from feedstack.batch.engine import Engine
     from feedstack.core.spec import load_spec
-    from feedstack.features.backfill import log_batches, parquet_batches, run_backfill
-    from feedstack.storage.deadletter import open_dead_letter
-    from feedstack.storage.eventlog import open_event_log
-    from feedstack.storage.offline import open_offline_store
 
     with cli_errors():
-        if source not in ("log", "parquet"):
-            raise InputError(f"--from must be log or parquet, got {source!r}")
         proj = _project_dir(project)
         spec = load_spec(proj)
+        eng = Engine.from_spec(spec, engine)
+        if source not in ("log", "parquet"):
+            raise InputError(f"--from must be log or parquet, got {source!r}")
         sink = open_sink(proj, sink_kind)
-        log = open_event_log(spec.backends.event_log, proj)
-        dead_letter = open_dead_letter(spec.backends.dead_letter, proj)
-        quarantined: list[int] = []
-
-        def set_aside(rejected: list[Rejection]) -> None:
-            dead_letter.write(rejected)
-            quarantined.append(len(rejected))
-
-        if source == "parquet":
-            batches = parquet_batches(open_offline_store(spec.backends.offline_store, proj))
-        else:
-            batches = log_batches(log, on_rejected=set_aside)
+        offline_root = getattr(getattr(sink, "repo", None), "offline_root", None)
         path = checkpoint_path(proj) if checkpoint else None
-        _, report = run_backfill(batches, sink, checkpoint_path=path)
-        log.close()
-        dead_letter.close()
-        result = report.to_dict()
-        result["quarantined"] = sum(quarantined)
-        result.update(sink=sink_kind, source=source)
+        result = jobs.backfill(
+            proj, eng, sink, source=source, offline_root=offline_root, checkpoint_path=path
+        )
+        result.update(sink=sink_kind)
         if as_json:
             emit_json(result)
         else:

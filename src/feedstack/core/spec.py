@@ -8,13 +8,21 @@ Unknown keys are rejected; every error names the dotted key and the offending va
 from __future__ import annotations
 
 import itertools
+import re
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
-from feedstack.core.errors import ConfigError
+from feedstack.core.errors import ConfigError, InputError
 
 SPEC_FILE = "feedstack.yaml"
 SPEC_VERSION = 1
@@ -304,6 +312,30 @@ class Cost(_Section):
     fallback: PlanFallbacks = PlanFallbacks()
 
 
+ENGINE_FORMS = "local, local[N], local[*] or spark://host:port"
+_ENGINE = re.compile(r"local(\[([1-9][0-9]*|\*)\])?|spark://[^\s/:,]+:[0-9]+(,[^\s/:,]+:[0-9]+)*")
+
+
+def check_engine(value: str, option: str = "--engine") -> str:
+    """``value`` if it names a batch engine, else InputError naming ``option`` and the value."""
+    if not _ENGINE.fullmatch(value):
+        raise InputError(f"{option} {value!r}: must be {ENGINE_FORMS}")
+    return value
+
+
+class Spark(_Section):
+    """Settings of the batch jobs when ``engine`` names Spark (``local[N]``, ``spark://``).
+
+    ``partitions``: how many pieces each job splits its users, articles and rows into (0: four
+    per core of the engine). ``driver_memory``: the JVM heap of the driver (``local[N]`` runs
+    the executors inside it). ``conf``: any other Spark setting, passed through as given.
+    """
+
+    partitions: int = Field(0, ge=0, le=100_000)
+    driver_memory: str = Field("2g", pattern=r"^[0-9]+[kmgt]$")
+    conf: dict[str, str] = Field(default_factory=dict)
+
+
 class Spec(_Section):
     version: int = SPEC_VERSION
     name: str = "reference-news-feed"
@@ -320,12 +352,25 @@ class Spec(_Section):
     serve: Serve = Serve()
     monitor: Monitor = Monitor()
     cost: Cost = Cost()
+    # Where the batch jobs run (backfill, training rows, candidate build, cache writes): in this
+    # process ("local"), or on Spark: "local[N]" (N cores of this machine) or a standalone
+    # cluster "spark://host:port". The same code gives the same rows on either engine
+    # (docs/architecture.md).
+    engine: str = "local"
+    spark: Spark = Spark()
 
     @model_validator(mode="after")
     def _known_version(self) -> Spec:
         if self.version != SPEC_VERSION:
             raise ValueError(f"unsupported spec version {self.version}; expected {SPEC_VERSION}")
         return self
+
+    @field_validator("engine")
+    @classmethod
+    def _known_engine(cls, value: str) -> str:
+        if not _ENGINE.fullmatch(value):
+            raise ValueError(f"must be {ENGINE_FORMS}")
+        return value
 
 
 def _format_errors(err: ValidationError, where: str) -> str:

@@ -1,10 +1,14 @@
 """Which engines the demo runs on: ``embedded`` (files only, the default) or ``scale``.
 
-A backend mode starts the services it needs, rewrites the project's ``backends`` in
-feedstack.yaml to use them, says which engines ran (``engines``, recorded in demo.json and
-shown in the report) and stops what it started. Modes compose by parts: the event stream part
-here (Kafka via a local tansu broker the demo starts and stops, Redis for the online path); a
-batch part (Spark) plugs in the same way, as another ``Part``.
+A backend mode starts the services it needs, rewrites the project's spec (``engine`` and
+``backends`` in feedstack.yaml, where every stage reads them) to use them, says which engines ran
+(``engines``, recorded in demo.json and shown in the report) and stops what it started. Modes
+compose by parts:
+
+- ``StreamPart``: the event log on Kafka (a local tansu broker the demo starts and stops) and the
+  online path (online features, candidate cache) on Redis;
+- ``BatchPart``: the offline stages (feature backfill, training rows, candidate build) on Spark
+  ``local[2]`` with the same code; the Spark tasks of each region shard write the candidate cache.
 """
 
 from __future__ import annotations
@@ -15,19 +19,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from feedstack.core.errors import BackendUnavailable
+from feedstack.core.errors import BackendUnavailable, InputError
 from feedstack.core.spec import load_spec, render_spec
 
 MODES = ("embedded", "scale")
 STREAM_PARTITIONS = 4
+SPARK_MASTER = "local[2]"
 
 
 class Part(Protocol):
-    """One engine family of a mode: start, the spec backends it sets, its engines, stop."""
+    """One engine family of a mode: start, the spec settings it sets, its engines, stop."""
 
     def start(self, out: Path) -> None: ...
 
     def backends(self) -> dict[str, str]: ...
+
+    def settings(self) -> dict[str, str]: ...
 
     def engines(self) -> dict[str, Any]: ...
 
@@ -63,6 +70,9 @@ class StreamPart:
             "candidate_cache": f"{self.redis_url}?prefix={self.prefix}-candidates",
         }
 
+    def settings(self) -> dict[str, str]:
+        return {}
+
     def engines(self) -> dict[str, Any]:
         from feedstack.storage.tansu import broker_binary
 
@@ -96,6 +106,33 @@ class StreamPart:
             pass  # nothing to clean where nothing could be written
 
 
+class BatchPart:
+    """The batch jobs on Spark (``engine: local[2]``): nothing to start here, the jobs open
+    their SparkSession when they run (batch/engine.py)."""
+
+    master = SPARK_MASTER
+
+    def start(self, out: Path) -> None:
+        pass
+
+    def backends(self) -> dict[str, str]:
+        return {}
+
+    def settings(self) -> dict[str, str]:
+        return {"engine": self.master}
+
+    def engines(self) -> dict[str, Any]:
+        return {
+            "batch": {
+                "engine": f"spark {self.master}",
+                "jobs": ["feature backfill", "training rows", "candidate build"],
+            }
+        }
+
+    def stop(self) -> None:
+        pass
+
+
 @dataclass
 class Backends:
     """The demo's backend mode: its parts, started together and stopped in reverse."""
@@ -106,8 +143,8 @@ class Backends:
     @classmethod
     def for_mode(cls, mode: str) -> Backends:
         if mode not in MODES:
-            raise ValueError(f"--backends {mode!r}: valid: {', '.join(MODES)}")
-        return cls(mode, [StreamPart()] if mode == "scale" else [])
+            raise InputError(f"--backends {mode!r}: valid: {', '.join(MODES)}")
+        return cls(mode, [StreamPart(), BatchPart()] if mode == "scale" else [])
 
     def start(self, out: Path) -> None:
         started: list[Part] = []
@@ -121,15 +158,18 @@ class Backends:
             raise
 
     def apply(self, project: Path) -> dict[str, str]:
-        """Point the project's spec at the running services; returns the backends set."""
+        """Point the project's spec at the running services and engines; returns what it set."""
         urls: dict[str, str] = {}
+        settings: dict[str, str] = {}
         for part in self.parts:
             urls.update(part.backends())
-        if urls:
+            settings.update(part.settings())
+        if urls or settings:
             spec = load_spec(project)
-            spec = spec.model_copy(update={"backends": spec.backends.model_copy(update=urls)})
+            backends = spec.backends.model_copy(update=urls)
+            spec = spec.model_copy(update={**settings, "backends": backends})
             (project / "feedstack.yaml").write_text(render_spec(spec), encoding="utf-8")
-        return urls
+        return {**settings, **urls}
 
     def engines(self) -> dict[str, Any]:
         out: dict[str, Any] = {"mode": self.mode, "batch": {"engine": "local (python)"}}

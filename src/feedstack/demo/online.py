@@ -31,12 +31,24 @@ def _record(ctx: DemoContext, kind: str, result: dict[str, Any]) -> None:
 
 
 def stage_candidates(ctx: DemoContext) -> dict[str, Any]:
-    """The batch job: every user's top candidates into the candidate cache."""
-    from feedstack.train.candidate_cache import build_candidate_cache
+    """The batch job: every user's top candidates into the candidate cache (on the spec's
+    engine: Spark writes a Redis cache from the tasks of each region shard)."""
+    from feedstack.batch import jobs
+    from feedstack.batch.engine import Engine
 
-    result = build_candidate_cache(ctx.project)
+    engine = Engine.from_spec(load_spec(ctx.project))
+    result = jobs.candidate_build(ctx.project, engine)
     _record(ctx, "candidates", result)
-    keep = ("version", "cache", "users", "candidates_per_user", "bytes_per_user", "seconds")
+    keep = (
+        "version",
+        "cache",
+        "users",
+        "candidates_per_user",
+        "bytes_per_user",
+        "seconds",
+        "engine",
+        "written_by",
+    )
     return {k: result[k] for k in keep if k in result}
 
 

@@ -37,7 +37,6 @@ feast is imported lazily (3-6 s): constructing this class is cheap, the first us
 
 from __future__ import annotations
 
-import hashlib
 import sqlite3
 import struct
 from collections.abc import Callable, Iterator, Sequence
@@ -48,7 +47,6 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from feedstack.core.errors import BackendUnavailable, ConfigError, InputError
 from feedstack.core.redact import redact_text
@@ -58,7 +56,6 @@ from feedstack.features.feast_repo import (
     FeastRepo,
     apply_repo,
     repo_status,
-    write_parquet_hidden_tmp,
 )
 from feedstack.features.rows import FeatureRows, pylist
 
@@ -254,24 +251,10 @@ class FeastFeatureStore:
                     provider.online_write_batch(self.feast.config, fv, data, None)
 
     def write_offline(self, rows: Sequence[FeatureRows]) -> None:
-        tables: dict[str, list[pa.Table]] = {}
-        for fr in rows:
-            if len(fr):
-                tables.setdefault(fr.view, []).append(fr.to_arrow())
-        for view, parts in tables.items():
-            table = pa.concat_tables(parts).combine_chunks()
-            sink = pa.BufferOutputStream()
-            with pa.ipc.new_stream(sink, table.schema) as w:
-                w.write_table(table)
-            digest = hashlib.blake2b(sink.getvalue().to_pybytes(), digest_size=10).hexdigest()
-            # Named by the earliest as-of time (files sort by time) and the content hash.
-            first_us = pc.min(table[TIMESTAMP_FIELD].cast(pa.int64())).as_py()
-            first = _EPOCH + timedelta(microseconds=first_us)
-            path = self.repo.source_dir(view) / f"{first:%Y%m%dT%H%M%S}-{digest}.parquet"
-            if path.exists():
-                continue  # the same rows were written before: writing is idempotent
-            with _backend_errors(f"offline write of {view}"):
-                write_parquet_hidden_tmp(table, path)
+        from feedstack.features.sink import write_rows_folder
+
+        with _backend_errors("offline write"):
+            write_rows_folder(self.repo.offline_root, rows)
 
     # ---- online reads ----------------------------------------------------------------------
     def get_online(self, view: str, keys: Sequence[str]) -> list[dict[str, Any] | None]:

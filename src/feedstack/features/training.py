@@ -14,6 +14,7 @@ both give the same values. This module is the fast path for training on large lo
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -35,6 +36,29 @@ def _glob(folder: Path) -> str:
     return str(folder / "*.parquet")
 
 
+def _parquet(glob: str) -> str:
+    return f"read_parquet('{glob}', union_by_name = true)"
+
+
+def _connect() -> Any:
+    import duckdb
+
+    con = duckdb.connect()
+    con.execute("SET TimeZone = 'UTC'")
+    con.execute("SET enable_progress_bar = false")
+    return con
+
+
+def load_table(con: Any, name: str, table: pa.Table) -> str:
+    """``table`` as a DuckDB temporary table ``name`` (returned). Why not a registered Arrow
+    view: DuckDB plans an ASOF join over an Arrow scan (unknown cardinality) as a hash
+    aggregate of every match (arg_max), 250x slower at 400k rows than over a table."""
+    con.register(f"{name}_arrow", table)
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS SELECT * FROM {name}_arrow")
+    con.unregister(f"{name}_arrow")
+    return name
+
+
 def build_training_table(
     events_glob: str,
     article_rows: Path,
@@ -49,21 +73,32 @@ def build_training_table(
     ``user_rows``: folders of the offline feature rows of ``article_stats`` and
     ``user_features``. ``start_s``/``end_s`` bound the impression times (Unix seconds; a temporal
     split). Features of an entity with no row yet are null (a cold user or a new article).
-    """
-    import duckdb
 
-    con = duckdb.connect()
-    con.execute("SET TimeZone = 'UTC'")
-    con.execute("SET enable_progress_bar = false")
+    Three steps, each a function of rows that share a key, so the Spark engine runs the very
+    same functions per partition (batch/training_rows.py): ``labeled_items`` (by request),
+    ``join_articles`` (by article), ``join_users`` (by user, then the decay).
+    """
+    con = _connect()
+    try:
+        items = labeled_items(con, _parquet(events_glob), start_s=start_s, end_s=end_s)
+        items = join_articles(con, load_table(con, "items_a", items), _parquet(_glob(article_rows)))
+        return join_users(con, load_table(con, "items_u", items), _parquet(_glob(user_rows)))
+    finally:
+        con.close()
+
+
+def labeled_items(
+    con: Any, events: str, *, start_s: float | None = None, end_s: float | None = None
+) -> pa.Table:
+    """Every impression's shown items with their labels (clicked, dwell, hidden) from the
+    events of ``events`` (a DuckDB table expression) that share its request id."""
     where = ["type = 'impression'"]
     if start_s is not None:
         where.append(f"epoch_us(event_time) >= {int(start_s * 1e6)}")
     if end_s is not None:
         where.append(f"epoch_us(event_time) < {int(end_s * 1e6)}")
-    art_cols = ", ".join(f"a.{c} AS a_{c}" for c in _ARTICLE)
-    user_cols = ", ".join(f"u.{c} AS u_{c}" for c in _USER)
     sql = f"""
-    WITH ev AS (SELECT * FROM read_parquet('{events_glob}', union_by_name = true)),
+    WITH ev AS (SELECT * FROM {events}),
     imp AS (
         SELECT request_id, user_id, event_time, model_version,
                unnest(item_ids) AS article_id,
@@ -75,38 +110,51 @@ def build_training_table(
     dw AS (SELECT request_id, article_id, max(dwell_ms) AS dwell_ms FROM ev
            WHERE type = 'dwell' AND request_id IS NOT NULL GROUP BY ALL),
     hd AS (SELECT request_id, article_id, 1 AS hidden FROM ev
-           WHERE type = 'hide' AND request_id IS NOT NULL GROUP BY ALL),
-    arts AS (SELECT * FROM read_parquet('{_glob(article_rows)}', union_by_name = true)),
-    users AS (SELECT * FROM read_parquet('{_glob(user_rows)}', union_by_name = true)),
-    ja AS (
-        SELECT imp.*, {art_cols}, a.topic AS a_topic, a.region AS a_region,
-               a.publish_time_s AS a_publish_time_s,
-               epoch_us(a.event_timestamp) / 1e6 AS a_as_of_s
-        FROM imp ASOF LEFT JOIN arts a
-          ON imp.article_id = a.article_id AND imp.event_time >= a.event_timestamp
-    ),
-    ju AS (
-        SELECT ja.*, {user_cols}, u.region AS u_region,
-               u.affinity_topics AS u_affinity_topics, u.affinity_scores AS u_affinity_scores,
-               u.recent_clicks AS u_recent_clicks,
-               epoch_us(u.event_timestamp) / 1e6 AS u_as_of_s
-        FROM ja ASOF LEFT JOIN users u
-          ON ja.user_id = u.user_id AND ja.event_time >= u.event_timestamp
-    )
-    SELECT ju.*, epoch_us(ju.event_time) / 1e6 AS event_time_s,
-           coalesce(ju.u_affinity_scores[list_position(ju.u_affinity_topics, ju.a_topic)], 0)
-               AS u_topic_affinity_raw,
-           coalesce(clk.clicked, 0) AS clicked, coalesce(dw.dwell_ms, 0) AS dwell_ms,
+           WHERE type = 'hide' AND request_id IS NOT NULL GROUP BY ALL)
+    SELECT imp.*, coalesce(clk.clicked, 0) AS clicked, coalesce(dw.dwell_ms, 0) AS dwell_ms,
            coalesce(hd.hidden, 0) AS hidden
-    FROM ju
+    FROM imp
     LEFT JOIN clk USING (request_id, article_id)
     LEFT JOIN dw USING (request_id, article_id)
     LEFT JOIN hd USING (request_id, article_id)
+    """
+    return con.execute(sql).to_arrow_table()
+
+
+def join_articles(con: Any, items: str, article_rows: str) -> pa.Table:
+    """``items`` with the article's newest feature row at or before the impression (ASOF)."""
+    art_cols = ", ".join(f"a.{c} AS a_{c}" for c in _ARTICLE)
+    sql = f"""
+    SELECT i.*, {art_cols}, a.topic AS a_topic, a.region AS a_region,
+           a.publish_time_s AS a_publish_time_s,
+           epoch_us(a.event_timestamp) / 1e6 AS a_as_of_s
+    FROM {items} i ASOF LEFT JOIN {article_rows} a
+      ON i.article_id = a.article_id AND i.event_time >= a.event_timestamp
+    """
+    return con.execute(sql).to_arrow_table()
+
+
+def join_users(con: Any, items: str, user_rows: str) -> pa.Table:
+    """``items`` (with article features) with the user's newest feature row at or before the
+    impression (ASOF), ordered by (event time, request, position), decayed to impression time."""
+    user_cols = ", ".join(f"u.{c} AS u_{c}" for c in _USER)
+    sql = f"""
+    WITH ju AS (
+        SELECT j.*, {user_cols}, u.region AS u_region,
+               u.affinity_topics AS u_affinity_topics, u.affinity_scores AS u_affinity_scores,
+               u.recent_clicks AS u_recent_clicks,
+               epoch_us(u.event_timestamp) / 1e6 AS u_as_of_s
+        FROM {items} j ASOF LEFT JOIN {user_rows} u
+          ON j.user_id = u.user_id AND j.event_time >= u.event_timestamp
+    )
+    SELECT ju.* EXCLUDE (clicked, dwell_ms, hidden), epoch_us(ju.event_time) / 1e6 AS event_time_s,
+           coalesce(ju.u_affinity_scores[list_position(ju.u_affinity_topics, ju.a_topic)], 0)
+               AS u_topic_affinity_raw,
+           ju.clicked, ju.dwell_ms, ju.hidden
+    FROM ju
     ORDER BY event_time, request_id, position
     """
-    table = con.execute(sql).to_arrow_table()
-    con.close()
-    return decay_to_impression_time(table)
+    return decay_to_impression_time(con.execute(sql).to_arrow_table())
 
 
 def decay_to_impression_time(table: pa.Table) -> pa.Table:

@@ -34,6 +34,7 @@ KINDS = (
     "bench-rollout",
     "live",
     "bench-request-path",
+    "bench-scale-batch",
 )
 
 HOW_TO_MEASURE = {
@@ -52,6 +53,7 @@ HOW_TO_MEASURE = {
     "bench-rollout": "feedstack bench rollout --json",
     "live": "feedstack demo (live traffic stage)",
     "bench-request-path": "feedstack bench serve-inproc --json",
+    "bench-scale-batch": "feedstack bench scale --json",
     # No benchmark records these yet: they stay the spec's assumption until one does.
     "spec": "no benchmark yet; set it in feedstack.yaml",
 }
@@ -250,6 +252,17 @@ def _selected_p50(r: dict[str, Any]) -> float | None:
     return None
 
 
+def _scale_ms_per_user(r: dict[str, Any]) -> float | None:
+    runs = r.get("runs") or {}
+    order = sorted(runs, key=lambda e: e == "local")  # a Spark engine before the local one
+    for engine in order:
+        done = [x for x in runs[engine] if x.get("ok") and _num(x, "candidate_ms_per_user_core")]
+        if done:
+            best = max(done, key=lambda x: float(x["world_users"]))
+            return _num(best, "candidate_ms_per_user_core")
+    return None
+
+
 Extract = Callable[[dict[str, Any]], "float | None"]
 
 # (record kind, plan input, unit, value from the record's result, how it is computed)
@@ -260,6 +273,11 @@ _FROM_RECORDS: list[tuple[str, str, str, Extract, str]] = [
     ("candidates", "candidate_build_ms_per_user", "core-ms/user",
      lambda r: _ratio(_num(r, "seconds"), _num(r, "users"), 1000.0),
      "seconds / users x 1000, one process"),
+    # At scale (bench scale, batch part), when measured: CPU time of the whole process tree per
+    # user at the largest world that ran, Spark's engine first; it replaces the one-process rate.
+    ("bench-scale-batch", "candidate_build_ms_per_user", "core-ms/user",
+     lambda r: _scale_ms_per_user(r),
+     "candidate_ms_per_user_core of the largest world run (CPU of the process tree / users)"),
     ("train", "train_s_per_million_events", "core-s/1M events",
      lambda r: _ratio(_num(r, "seconds", "total"),
                       _sum(_num(r, "data", "impressions"), _num(r, "data", "clicks")), 1e6),

@@ -101,36 +101,47 @@ def first_stage(c: Candidates, quotas: dict[str, int]) -> tuple[npt.NDArray[np.f
     return (1.0 - rel.min(axis=1)).astype(np.float32), best
 
 
-def candidate_lists(
-    model: artifacts.LoadedModel, log: NewsLog, at_s: float, say: Say | None = None
-) -> Iterator[dict[str, CandidateList]]:
-    """Lists of every user of the log, a batch of users at a time (users with none skipped)."""
-    meta = model.meta
-    quotas = {str(k): int(v) for k, v in meta["blend"]["quotas"].items()}
-    n_items = model.sources[0].n_items
-    per_user = n_items * 4 * (sum(len(s.feature_names) for s in model.sources) + 24)
-    batch = max(1, min(1000, BATCH_BYTES // per_user))
-    blend = Blend(model.sources, BlendConfig(int(meta["blend"]["size"]), quotas, batch))
-    max_age_s = float(meta["config"]["max_age_h"]) * 3600.0
-    c = log.clicks
-    history = ClickHistory.build(c.user, c.item, c.time_s, log.n_items)
-    age = at_s - log.publish_s
-    dead = ~np.asarray((age >= 0) & (age < max_age_s), dtype=bool)  # NaN: never published
-    version = str(meta.get("version") or model.folder.name)
-    for start in range(0, log.n_users, batch):
-        users = np.arange(start, min(start + batch, log.n_users), dtype=np.int64)
-        hist = history.rows(users, np.full(users.size, at_s))
-        excluded = np.broadcast_to(dead, (users.size, log.n_items)).copy()
+class CandidateJob:
+    """Everything a batch of users needs, built once from the model and the log; ``lists``
+    is the per-batch function (the local loop and the Spark tasks both call it, on any subset
+    of users: each user's list depends on that user alone)."""
+
+    def __init__(self, model: artifacts.LoadedModel, log: NewsLog, at_s: float) -> None:
+        meta = model.meta
+        self.log = log
+        self.at_s = at_s
+        self.quotas = {str(k): int(v) for k, v in meta["blend"]["quotas"].items()}
+        n_items = model.sources[0].n_items
+        per_user = n_items * 4 * (sum(len(s.feature_names) for s in model.sources) + 24)
+        self.batch = max(1, min(1000, BATCH_BYTES // per_user))
+        self.blend = Blend(
+            model.sources, BlendConfig(int(meta["blend"]["size"]), self.quotas, self.batch)
+        )
+        max_age_s = float(meta["config"]["max_age_h"]) * 3600.0
+        c = log.clicks
+        self.history = ClickHistory.build(c.user, c.item, c.time_s, log.n_items)
+        age = at_s - log.publish_s
+        self.dead = ~np.asarray((age >= 0) & (age < max_age_s), dtype=bool)  # NaN: never published
+        self.version = str(meta.get("version") or model.folder.name)
+        self.version_folder = model.folder.name
+        self.articles_added = 0
+        self.quarantined = 0  # offline rows set aside as unusable (see load_job)
+
+    def lists(self, users: IntArray) -> dict[str, CandidateList]:
+        """The lists of ``users`` (indices into the log's users; users with none skipped)."""
+        log, at_s = self.log, self.at_s
+        hist = self.history.rows(users, np.full(users.size, at_s))
+        excluded = np.broadcast_to(self.dead, (users.size, log.n_items)).copy()
         excluded[hist.nonzero()] = True
-        cands = blend.generate(users, hist, sp.csr_matrix(excluded))
-        score, source = first_stage(cands, quotas)
+        cands = self.blend.generate(users, hist, sp.csr_matrix(excluded))
+        score, source = first_stage(cands, self.quotas)
         out: dict[str, CandidateList] = {}
         for b in range(users.size):
             lo, hi = int(cands.indptr[b]), int(cands.indptr[b + 1])
             if hi == lo:
                 continue
             out[log.user_ids[int(users[b])]] = CandidateList(
-                version,
+                self.version,
                 at_s,
                 [log.article_ids[i] for i in cands.items[lo:hi].tolist()],
                 score[lo:hi],
@@ -139,9 +150,58 @@ def candidate_lists(
                 np.ascontiguousarray(cands.features[lo:hi]),
                 cands.feature_names,
             )
+        return out
+
+
+def candidate_lists(
+    model: artifacts.LoadedModel, log: NewsLog, at_s: float, say: Say | None = None
+) -> Iterator[dict[str, CandidateList]]:
+    """Lists of every user of the log, a batch of users at a time (users with none skipped)."""
+    return job_lists(CandidateJob(model, log, at_s), say)
+
+
+def job_lists(job: CandidateJob, say: Say | None = None) -> Iterator[dict[str, CandidateList]]:
+    """``job.lists`` over every user of its log, a batch at a time."""
+    log = job.log
+    for start in range(0, log.n_users, job.batch):
+        users = np.arange(start, min(start + job.batch, log.n_users), dtype=np.int64)
+        out = job.lists(users)
         if say is not None:
             say(f"{int(users[-1]) + 1}/{log.n_users} users")
         yield out
+
+
+def load_job(
+    project: Path, version: str | None = None, at_s: float | None = None, sync: bool = True
+) -> CandidateJob:
+    """The candidate job of model ``version`` (default: the newest) as of ``at_s`` (default:
+    just after the last logged event), over the project's offline log (synced from the event
+    log first when ``sync``: the API may have appended events since the last file ingest)."""
+    spec = load_spec(project)
+    models = project / "models"
+    if version is None:
+        found = sorted(p.name for p in models.glob("*") if (p / artifacts.MODEL_FILE).is_file())
+        if not found:
+            raise InputError(f"no trained model under {models}; run `feedstack train` first")
+        version = found[-1]
+    model = artifacts.load(models / version)
+    offline = open_offline_store(spec.backends.offline_store, project)
+    if sync:
+        event_log = open_event_log(spec.backends.event_log, project)
+        try:
+            offline.sync(event_log)
+        finally:
+            event_log.close()
+    # Rows this job cannot use (a NUL in an article id, stored before ingest refused it) are
+    # set aside in the dead-letter store, counted, and the other users still get their lists.
+    log, quarantined = load_clean_log(project, spec, offline.root, "candidates build")
+    added = extend_sources(model, log)
+    when = float(np.nextafter(log.end_s, np.inf)) if at_s is None else float(at_s)
+    job = CandidateJob(model, log, when)
+    job.version_folder = version
+    job.articles_added = added
+    job.quarantined = quarantined.quarantined
+    return job
 
 
 def build_candidate_cache(
@@ -155,29 +215,13 @@ def build_candidate_cache(
     (default: the newest) as of ``at_s`` (default: just after the last logged event)."""
     began = time.perf_counter()
     spec = load_spec(project)
-    models = project / "models"
-    if version is None:
-        found = sorted(p.name for p in models.glob("*") if (p / artifacts.MODEL_FILE).is_file())
-        if not found:
-            raise InputError(f"no trained model under {models}; run `feedstack train` first")
-        version = found[-1]
-    model = artifacts.load(models / version)
-    offline = open_offline_store(spec.backends.offline_store, project)
-    event_log = open_event_log(spec.backends.event_log, project)
-    try:
-        offline.sync(event_log)  # events the API appended since the last file ingest
-    finally:
-        event_log.close()
-    # Rows this job cannot use (a NUL in an article id, stored before ingest refused it) are
-    # set aside in the dead-letter store, counted, and the other users still get their lists.
-    log, quarantined = load_clean_log(project, spec, offline.root, "candidates build")
-    added = extend_sources(model, log)
-    when = float(np.nextafter(log.end_s, np.inf)) if at_s is None else float(at_s)
+    job = load_job(project, version, at_s)
+    log, when = job.log, job.at_s
     own = cache is None
     target = cache or open_candidate_cache(spec.backends.candidate_cache, project, timeout_s=30)
     users = written = rows = 0
     try:
-        for lists in candidate_lists(model, log, when, say):
+        for lists in job_lists(job, say):
             written += target.put_many(lists)
             users += len(lists)
             rows += sum(len(c) for c in lists.values())
@@ -186,16 +230,16 @@ def build_candidate_cache(
             target.close()
     seconds = time.perf_counter() - began
     return {
-        "version": version,
+        "version": job.version_folder,
         "cache": target.url,
         "at_s": when,
         "users": users,
         "users_in_log": log.n_users,
         "articles": log.n_items,
-        "articles_added": added,
+        "articles_added": job.articles_added,
         "candidates_per_user": round(rows / users, 1) if users else 0.0,
         "bytes_per_user": round(written / users, 1) if users else 0.0,
         "bytes": written,
         "seconds": round(seconds, 3),
-        "quarantined": quarantined.quarantined,
+        "quarantined": job.quarantined,
     }
