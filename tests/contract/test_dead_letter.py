@@ -14,12 +14,18 @@ R1 = Rejection("in.jsonl", 3, "user_id", "required field missing", '{"type":"cli
 R2 = Rejection("in.jsonl", 4, "<record>", "invalid JSON", '{"type": \\xff')
 
 
+R3 = Rejection("api", 1, "event_id", "required field missing", '{"type":"hide"}')
+
+
 @pytest.fixture(params=["file", "redis"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[DeadLetterStore]:
+def url(request: pytest.FixtureRequest) -> str:
     if request.param == "file":
-        url = "file://dl"
-    else:
-        url = f"{REDIS_URL}?prefix={request.getfixturevalue('redis_prefix')}"
+        return "file://dl"
+    return f"{REDIS_URL}?prefix={request.getfixturevalue('redis_prefix')}"
+
+
+@pytest.fixture
+def store(url: str, tmp_path: Path) -> Iterator[DeadLetterStore]:
     s = open_dead_letter(url, tmp_path)
     yield s
     s.close()
@@ -34,6 +40,21 @@ def test_rewriting_the_same_rejections_adds_nothing(store: DeadLetterStore) -> N
     store.write([R1])
     assert store.write([R1, R2]) == 1
     assert store.read() == [R1, R2]
+
+
+def test_two_writers_on_one_store_store_an_entry_once(url: str, tmp_path: Path) -> None:
+    """Two processes' stores (serving workers): B has read the store before A wrote R1, then
+    rejects R1 too; R1 must still be stored once (a writer catches up on others' entries)."""
+    a, b = open_dead_letter(url, tmp_path), open_dead_letter(url, tmp_path)
+    try:
+        assert b.write([R3]) == 1
+        assert a.write([R1]) == 1
+        assert b.write([R1, R2]) == 1
+        assert a.write([R2, R3]) == 0
+        assert sorted(r.line for r in a.read()) == [1, 3, 4]
+    finally:
+        a.close()
+        b.close()
 
 
 def test_file_store_drops_a_torn_last_line(tmp_path: Path) -> None:

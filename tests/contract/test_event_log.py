@@ -113,6 +113,21 @@ def test_unknown_scheme_lists_valid_ones(tmp_path: Path) -> None:
         open_event_log("nats://x", tmp_path)
 
 
+def test_append_many_equals_appends_one_after_another(log: EventLog) -> None:
+    """A group commit (several API posts and impressions in one transaction) answers each batch
+    as if it had been appended alone, in order: a repeat across batches is the later one's."""
+    first, second, third = mixed(4), [click(90), *mixed(2)], [click(91)]
+    res = log.append_many([(events(first), None), (events(second), None), ([], None),
+                           (events(third), None)])  # fmt: skip
+    assert [(r.accepted, r.duplicates) for r in res] == [(4, 0), (1, 2), (0, 0), (1, 0)]
+    assert [r.event.event_id for r in iter_log(log)] == [
+        *(e["event_id"] for e in first),
+        "c90",
+        "c91",
+    ]
+    assert log.append_many([]) == []
+
+
 # ------------------------------------------------------------------- Kafka's own promises
 @pytest.fixture
 def kafka_url(kafka_broker: Any, kafka_topic: str) -> Iterator[str]:

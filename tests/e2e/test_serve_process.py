@@ -69,18 +69,67 @@ def test_bench_serve_prints_the_keys_and_records_them(tmp_path: Path) -> None:
     doc = orjson.loads(result.stdout)
     assert {"rps", "p50_ms", "p95_ms", "p99_ms", "errors", "floor_rps"} <= set(doc)
     assert doc["errors"] == 0 and doc["floor_rps"] > 0 and doc["server_exit_code"] == 0
-    assert doc["feed"]["requests"] == 100  # open loop: exactly rate x duration were sent
+    feed = doc["feed"]
+    assert feed["total_requests"] == 100  # open loop: exactly rate x duration were sent
+    # 10 % of the requests posted the events of served feeds (the first few slots may come
+    # before any feed was served: sent as feeds).
+    assert feed["events"]["requests"] + feed["events_sent_as_feeds"] >= 1
+    assert feed["events"]["errors"] == 0 and doc["event_share"] == 0.1
     assert doc["p50_ms"] <= doc["p95_ms"] <= doc["p99_ms"]
+    assert doc["workers"] >= 1 and doc["server_cores"] > 0
+    assert set(feed["lag_ms"]) == {"p50", "p95", "p99", "max"}
     (rec,) = (tmp_path / "measurements").glob("serve-*.json")
     saved = orjson.loads(rec.read_bytes())
     assert saved["kind"] == "serve" and saved["result"]["protocol"] == "http"
 
 
+@pytest.mark.slow
+def test_bench_serve_over_grpc_sends_keys_with_feeds_and_events() -> None:
+    """The gRPC load generator authenticates every call: feeds need a key (the feeds scope)
+    as much as event posts do (events), so any call without one would count as an error."""
+    doc = run_serve_bench(
+        None, service="synthetic", protocol="grpc", rate=100.0, duration_s=1.0, warmup_s=0.5,
+        workers=1,
+    )  # fmt: skip
+    feed = doc["feed"]
+    assert doc["errors"] == 0 and feed["ok"] > 0 and doc["floor_rps"] > 0
+    assert feed["total_requests"] == 100
+    assert feed["events"]["requests"] + feed["events_sent_as_feeds"] >= 1
+    assert feed["events"]["errors"] == 0
+
+
 @pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk not installed (apt-get install wrk)")
 def test_bench_serve_saturation_with_wrk() -> None:
     doc = run_serve_bench(
-        None, service="synthetic", duration_s=1.0, warmup_s=0.0, concurrency=4, loadgen="wrk"
+        None,
+        service="synthetic",
+        duration_s=1.0,
+        warmup_s=0.0,
+        concurrency=4,
+        loadgen="wrk",
+        event_share=0.0,
     )
     assert doc["loadgen"] == "wrk" and doc["mode"] == "saturate"
     assert doc["errors"] == 0 and doc["rps"] > 0 and doc["floor_rps"] > 0
     assert doc["p50_ms"] <= doc["p99_ms"]
+
+
+@pytest.mark.slow
+def test_bench_soak_reports_latency_per_minute_and_memory_growth(tmp_path: Path) -> None:
+    """A short soak of the real multi-process server (the synthetic service: the same
+    supervisor, workers and transports) records per-minute latency and memory samples."""
+    result = CliRunner().invoke(
+        app,
+        ["bench", "soak", "-p", str(tmp_path), "--service", "synthetic", "--rate", "40",
+         "--duration", "10", "--settle", "0", "--workers", "2", "--json"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    doc = orjson.loads(result.stdout)
+    assert doc["workers"] == 2 and doc["errors"] == 0 and doc["server_exit_code"] == 0
+    assert doc["feed"]["total_requests"] == 400
+    assert len(doc["p99_ms_by_minute"]) == 1 and doc["windows"][0]["requests"] > 300
+    assert len(doc["rss_mb_by_process"]) == 3  # the supervisor and both workers
+    assert doc["rss_growth_mb_per_min_after_settle"] is not None
+    assert {"meets_growth_target", "meets_p99_target", "lag_ms"} <= set(doc)
+    (rec,) = (tmp_path / "measurements").glob("bench-soak-*.json")
+    assert orjson.loads(rec.read_bytes())["kind"] == "bench-soak"

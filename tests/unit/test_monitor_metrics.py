@@ -3,6 +3,11 @@ exports (same names, same values)."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
 
 from feedstack.monitor.metrics import SCORE_BUCKETS, ServingMetrics
@@ -45,11 +50,7 @@ def test_batch_helpers_equal_single_calls() -> None:
     batch.observe_scores(scores)
     no_scores = [x for x in _samples(batch) if "ranker_score" not in x]
     assert [x for x in _samples(one) if "ranker_score" not in x] == no_scores
-    # Buckets equal; prometheus_client omits _sum/_count for a custom histogram with negative
-    # buckets (a sum of signed values is no count of anything), the score's only difference.
-    assert [x for x in _samples(batch) if "ranker_score_bucket" in x] == [
-        x for x in _lines(reference) if "_bucket" in x
-    ]
+    assert [x for x in _samples(batch) if "ranker_score" in x] == _lines(reference)
     assert 'feedstack_served_items_total{source="als"} 3.0' in _samples(batch)
 
 
@@ -60,3 +61,42 @@ def test_metrics_off_accepts_every_call() -> None:
     m.observe_stages({"rank": 1.0})
     m.request_seconds.labels("feed", "http").observe(0.1)
     assert _samples(m) == []
+
+
+_MULTI = """
+import sys
+from prometheus_client import Histogram, generate_latest
+from feedstack.monitor.metrics import SCORE_BUCKETS, ServingMetrics
+m = ServingMetrics(multiprocess_dir=sys.argv[1])
+scores = [-1.5, 0.2, 3.0, 0.0, 9.0]
+if sys.argv[2] == "batch":
+    m.observe_scores(scores)
+else:  # prometheus_client's own Histogram, one value at a time, in the same mode
+    ref = Histogram("feedstack_ranker_score", "Ranker scores.", buckets=SCORE_BUCKETS)
+    for x in scores:
+        ref.observe(x)
+m.requests.labels("feed", "http", "2xx").inc()
+sys.stdout.write(generate_latest(m.registry).decode())
+"""
+
+
+def test_multiprocess_mode_sums_every_process(tmp_path: Path) -> None:
+    """Workers of ``feedstack serve --workers N`` write their own files; any one's registry
+    exposes the sum, and the batched score histogram equals per-value observe there too."""
+
+    def run(folder: Path, how: str) -> list[str]:
+        folder.mkdir(exist_ok=True)
+        env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(folder)}
+        out = subprocess.run(
+            [sys.executable, "-c", _MULTI, str(folder), how],
+            env=env, capture_output=True, check=True,
+        ).stdout.decode()  # fmt: skip
+        return sorted(x for x in out.splitlines() if x and not x.startswith("#"))
+
+    batch = run(tmp_path / "a", "batch")
+    again = run(tmp_path / "a", "batch")  # a second process on the same folder: summed
+    single = run(tmp_path / "b", "single")
+    assert [x for x in batch if "ranker_score" in x] == [x for x in single if "ranker_score" in x]
+    assert 'feedstack_requests_total{code="2xx",endpoint="feed",protocol="http"} 1.0' in batch
+    assert 'feedstack_requests_total{code="2xx",endpoint="feed",protocol="http"} 2.0' in again
+    assert "feedstack_ranker_score_count 10.0" in again

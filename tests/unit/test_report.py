@@ -196,3 +196,18 @@ def test_monitor_shows_results_not_settings(records: Path, tmp_path: Path) -> No
     assert numbers["bench-rollout.targets.bad_within_10_min"]["value"] == 1
     assert numbers["bench-rollout.seconds"]["label"] == "measured"
     assert not any(k.startswith("bench-rollout.world") for k in numbers)
+
+
+def test_per_core_input_comes_from_the_multi_process_run(tmp_path: Path) -> None:
+    """bench serve's record of `feedstack serve --workers 2` with events in the mix: feed
+    requests/s over the cores every server process used (not one core per process)."""
+    folder = tmp_path / "measurements"
+    run = {"rps": 1100.0, "feed_rps": 1000.0, "event_share": 0.1, "workers": 2,
+           "server_cpu_s": 30.0, "elapsed_s": 20.0, "p50_ms": 3.0, "p95_ms": 9.0,
+           "p99_ms": 14.0, "errors": 0, "floor_rps": 9000.0, "protocol": "http",
+           "rate": None}  # fmt: skip
+    _save(folder, "serve", run, "2026-11-24T08:00:00+00:00")
+    got = plan_inputs(Measurements.read(folder), Spec())["rps_per_core_at_slo"]
+    assert got.label == "measured" and got.value == pytest.approx(1000.0 / 1.5)
+    assert "10% of requests posting events" in got.source and "2 worker processes" in got.source
+    assert "every server process" in got.source

@@ -13,9 +13,9 @@ sent open-loop at ``rate_per_s`` from ``threads`` clients; latency is measured f
 request was *scheduled*, so a slow server shows up as queueing delay instead of as fewer requests
 (no coordinated omission).
 
-Besides the client-side numbers it reads the server's CPU time (``/proc/<pid>/stat``) before and
-after: ``server_cores`` = CPU seconds / wall seconds is what this load cost, which the planner's
-serving-core prediction is checked against.
+Besides the client-side numbers it reads the server's CPU time (``/proc/<pid>/stat`` of the
+supervisor and every serving worker) before and after: ``server_cores`` = CPU seconds / wall
+seconds is what this load cost, which the planner's serving-core prediction is checked against.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from typing import Any
 import httpx
 import numpy as np
 
-from feedstack.bench.machine import process_cpu_s
+from feedstack.bench.machine import tree_cpu_s
 from feedstack.world import NewsWorld
 
 
@@ -85,7 +85,7 @@ def run_live_traffic(
     users = zipf_users(world.user_ids(), n, rng)
     tally = _Tally()
     local = threading.local()
-    cpu0 = process_cpu_s(server_pid) if server_pid else None
+    cpu0 = tree_cpu_s(server_pid) if server_pid else None
     t0 = time.monotonic() + 0.2
 
     clients: list[httpx.Client] = []
@@ -160,7 +160,7 @@ def run_live_traffic(
         for c in clients:
             c.close()
     wall_s = time.monotonic() - began
-    cpu1 = process_cpu_s(server_pid) if server_pid else None
+    cpu1 = tree_cpu_s(server_pid) if server_pid else None
     lat = np.asarray(tally.latencies_ms)
     ok = sum(v for s, v in tally.statuses.items() if s == 200)
     arms = {

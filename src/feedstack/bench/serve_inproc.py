@@ -149,6 +149,7 @@ def measure_in_process(
             for j in range(min(200, requests)):  # warm-up: branch caches, first-call costs
                 svc.feed(f"u{j % users}", 20)
             lat: list[float] = []
+            cpu: list[float] = []  # the thread's own CPU: what one feed costs, whatever the load
             alone: list[float] = []
             stages: dict[str, list[float]] = {}
             fallbacks: dict[str, int] = {}
@@ -156,9 +157,10 @@ def measure_in_process(
             ranker = models.champion.ranker
             busy = 0.0
             for j in range(requests):
-                t = time.perf_counter()
+                t, c = time.perf_counter(), time.thread_time()
                 feed = svc.feed(f"u{int(rng.integers(users))}", 20)
                 lat.append((time.perf_counter() - t) * 1000.0)
+                cpu.append((time.thread_time() - c) * 1000.0)
                 busy += lat[-1]
                 if j % 2 == 0:  # the same-run baseline: the ranker alone on 500 fixed rows
                     t = time.perf_counter()
@@ -184,8 +186,10 @@ def measure_in_process(
         "k": 20,
         "cache": cache_url,
         "model": models.champion.version,
+        "ranker_backend": getattr(models.champion.ranker, "backend", "lightgbm"),
         "ranker_features": len(ranker_names),
         "latency_ms": _quantiles(arr),
+        "cpu_ms": _quantiles(np.asarray(cpu)),
         "stage_p50_ms": {s: round(float(np.median(v)), 4) for s, v in stages.items()},
         "stage_p99_ms": {s: round(float(np.quantile(v, 0.99)), 4) for s, v in stages.items()},
         # The baseline: scheduling noise on a shared machine inflates both; the ratio is the

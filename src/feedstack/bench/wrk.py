@@ -62,7 +62,7 @@ def run_wrk(cfg: dict[str, Any], timeout_s: float) -> dict[str, Any]:
         paths_file = Path(tmp) / "paths.txt"
         paths_file.write_text("\n".join(paths) + "\n", encoding="utf-8")
         script = Path(tmp) / "mix.lua"
-        key = str(cfg.get("api_key") or "")
+        key = str((cfg.get("api_keys") or [""])[0])  # wrk sends fixed requests: one key
         script.write_text(_SCRIPT % {"paths": paths_file, "api_key": key}, encoding="utf-8")
         warm = float(cfg.get("warmup_s", 1.0))
         base = [exe, "-t1", f"-c{int(cfg.get('concurrency', 32))}", "-s", str(script)]

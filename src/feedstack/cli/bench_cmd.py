@@ -47,9 +47,17 @@ TARGETS = {
         "1,000,000 users streamed to disk with peak memory <= 2 GB",
     ],
     "serve": [
-        "p99 <= 15 ms at 300 requests/s; >= 600 requests/s at saturation; the same with the "
-        "candidate cache in Redis (2 cores, load generator on the same machine, 500 candidates)",
+        "p99 <= 15 ms at 300 requests/s with 10 % of requests posting events; saturation >= "
+        "1,000 requests/s and >= 1.5 x the one-thread in-process feeds/s; gRPC within 20 % of "
+        "HTTP (every worker of `feedstack serve`, load generator on the same machine, 500 "
+        "candidates)",
     ],
+    "bench-soak": [
+        "10 minutes at 200 requests/s with events: RSS growth <= 1 MB/min after the first two "
+        "minutes, p99 per minute <= 15 ms",
+    ],
+    "serve-targets": ["every serving target above, each with its same-run baseline and ratio"],
+    "bench-rankers": ["the ranker backends side by side: the fastest with identical scores serves"],
     "bench-request-path": [
         "one process holds models + item features for 100,000 articles in <= 1 GB"
     ],
@@ -159,13 +167,16 @@ def _serving_project(work: Path, quick: bool) -> Path:
     return ctx.project
 
 
-def _serving_benches(quick: bool, work: Path) -> list[dict[str, Any]]:
+def _serving_benches(quick: bool, work: Path, soak_minutes: float) -> list[dict[str, Any]]:
     """The feed API under load (HTTP at the reference 300 req/s and at saturation, gRPC, the
-    candidate cache in Redis), the request path in-process, metric overhead, the canary and A/B
-    benchmarks and the drift scenario."""
+    candidate cache in Redis; every worker, 10 % of requests posting events), the request path
+    in-process, the soak, the targets summary, metric overhead, the canary and A/B benchmarks
+    and the drift scenario."""
     from feedstack.bench.metrics_overhead import run_metrics_overhead
     from feedstack.bench.serve import run_serve_bench
     from feedstack.bench.serve_inproc import run_serve_inproc_bench
+    from feedstack.bench.serve_targets import serving_targets
+    from feedstack.bench.soak import run_soak_bench
     from feedstack.core.spec import load_spec, render_spec
     from feedstack.monitor.scenario import ScenarioConfig, run_drift_scenario
     from feedstack.registry.benchmarks import run_abtest_bench, run_rollout_bench
@@ -201,6 +212,18 @@ def _serving_benches(quick: bool, work: Path) -> list[dict[str, Any]]:
         project, 2_000 if quick else 100_000, 200 if quick else 1_000, 300 if quick else 3_000
     )
     out.append(measurements.record("bench-request-path", res))
+    console.print("[bold]bench rankers[/bold] (LightGBM, lleaves, tl2cgen on 500-row blocks)")
+    from feedstack.bench.rankers import run_ranker_bench
+
+    out.append(
+        measurements.record("bench-rankers", run_ranker_bench(project, 60 if quick else 300))
+    )
+    if soak_minutes > 0:
+        console.print(f"[bold]bench soak[/bold] ({soak_minutes:g} min at 200 req/s, events)")
+        soak_s = soak_minutes * 60.0
+        res = run_soak_bench(project, duration_s=soak_s, settle_s=min(120.0, soak_s / 5))
+        out.append(measurements.record("bench-soak", res))
+    out.append(measurements.record("serve-targets", serving_targets(out)))
     console.print("[bold]monitor overhead[/bold] (metrics on vs off, one run)")
     res = run_metrics_overhead(project, rate=100.0, duration_s=seconds, rounds=1 if quick else 2)
     out.append(measurements.record("metrics-overhead", res))
@@ -238,6 +261,12 @@ def all_(
     work: Path | None = typer.Option(
         None, "--work", help="Folder for the serving benchmarks' project (default bench-out)."
     ),
+    soak_minutes: float | None = typer.Option(
+        None,
+        "--soak-minutes",
+        min=0.0,
+        help="Length of the serving soak (default 10, --quick 0.5; 0 skips it).",
+    ),
     project: Path | None = ProjectOption,
     as_json: bool = JsonOption,
 ) -> None:
@@ -264,7 +293,8 @@ def all_(
 
         res = run_stream_bench(duration_s=4.0 if quick else 15.0)
         records.append(measurements.record("bench-stream", res))
-        records.extend(_serving_benches(quick, Path(work) if work else Path("bench-out")))
+        soak = soak_minutes if soak_minutes is not None else 0.5 if quick else 10.0
+        records.extend(_serving_benches(quick, Path(work) if work else Path("bench-out"), soak))
         records.extend(_scale_bench(quick, Path(work) if work else Path("bench-out")))
         gowalla_dir = Path("../shared/data/gowalla")
         if not quick and gowalla_dir.is_dir():
@@ -392,6 +422,9 @@ REPORT_KINDS = (
     "bench-features",
     "bench-gowalla",
     "bench-request-path",
+    "bench-soak",
+    "serve-targets",
+    "bench-rankers",
     "metrics-overhead",
     "bench-rollout",
     "bench-abtest",
@@ -400,6 +433,21 @@ REPORT_KINDS = (
 )
 # bench all: HTTP and gRPC at 300 req/s and at saturation, HTTP with the candidate cache in Redis
 SERVE_RUNS = 5
+
+
+@app.command("rankers")
+def rankers(
+    blocks: int = typer.Option(300, "--blocks", min=10, help="500-row blocks to score."),
+    project: Path | None = ProjectOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """The ranker's backends side by side (LightGBM, lleaves, tl2cgen, ...): same blocks, same
+    scores checked, speed per 500-row block. Records kind "bench-rankers"."""
+    from feedstack.bench.rankers import run_ranker_bench
+
+    with cli_errors():
+        root = project_dir(project)
+        record_measurement("bench-rankers", run_ranker_bench(root, blocks), root, as_json)
 
 
 @app.command("gowalla")

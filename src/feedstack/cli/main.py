@@ -22,6 +22,7 @@ from feedstack.cli import (
     rollout_cmd,
     serve_cmd,
     serve_inproc_cmd,
+    soak_cmd,
     train_cmd,
     worker_cmd,
     world_cmd,
@@ -47,6 +48,7 @@ app.add_typer(worker_cmd.app, name="worker")
 app.add_typer(candidates_cmd.app, name="candidates")
 features_cmd.app.command("backfill")(worker_cmd.backfill)
 bench_cmd.app.command("serve-inproc")(serve_inproc_cmd.serve_inproc)
+bench_cmd.app.command("soak")(soak_cmd.bench_soak)
 app.command("deploy")(deploy_cmd.deploy)
 app.command("lineage")(lineage_cmd.lineage)
 app.add_typer(rollout_cmd.app, name="rollout")

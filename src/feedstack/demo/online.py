@@ -148,7 +148,8 @@ def stage_serve_bench(ctx: DemoContext) -> dict[str, Any]:
         ctx.project, rate=SERVE_BENCH_RATE, duration_s=ctx.online_seconds, warmup_s=1.0
     )
     _record(ctx, "serve", result)
-    keep = ("rps", "p50_ms", "p95_ms", "p99_ms", "errors", "floor_rps", "rate")
+    keep = ("rps", "p50_ms", "p95_ms", "p99_ms", "errors", "floor_rps", "rate", "workers",
+            "event_share", "events_p99_ms", "server_cores")  # fmt: skip
     return {k: result[k] for k in keep if k in result}
 
 

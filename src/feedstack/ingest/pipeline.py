@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import gc
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from itertools import islice
@@ -90,11 +90,20 @@ class Ingestor:
 
     def ingest_batch(self, records: Iterable[RawRecord]) -> BatchResult:
         """Validate and store one batch; durable when this returns (the acknowledgement)."""
-        events, payloads, rejections = self.validator.check_batch(records)
+        return self.ingest_many([records])[0]
+
+    def ingest_many(self, batches: Sequence[Iterable[RawRecord]]) -> list[BatchResult]:
+        """Several batches (the API posts and impressions waiting in a serving process) stored
+        in one durable step, a group commit: one dead-letter write, one log transaction; each
+        batch's result as if it had been ingested alone, in order."""
+        checked = [self.validator.check_batch(records) for records in batches]
         # Dead letters first: a rejected record is acknowledged only once its reason is stored.
-        self.dead_letter.write(rejections)
-        appended = self.log.append(events, payloads)
-        return BatchResult(appended.accepted, appended.duplicates, len(rejections), rejections)
+        self.dead_letter.write([r for _, _, rejections in checked for r in rejections])
+        appended = self.log.append_many([(events, payloads) for events, payloads, _ in checked])
+        return [
+            BatchResult(a.accepted, a.duplicates, len(rejections), rejections)
+            for a, (_, _, rejections) in zip(appended, checked, strict=True)
+        ]
 
     def ingest(
         self,

@@ -130,13 +130,16 @@ def create_grpc_server(
     metrics: ServingMetrics | None = None,
     address: str = "127.0.0.1:0",
     max_workers: int = MAX_WORKERS,
+    reuse_port: bool = False,
 ) -> tuple[grpc.Server, int, health.HealthServicer]:
     """A bound, not yet started server bound to ``address``; returns it, the bound port
-    and the health servicer (the caller flips it to SERVING once the service is ready)."""
+    and the health servicer (the caller flips it to SERVING once the service is ready).
+    ``reuse_port``: SO_REUSEPORT, for worker processes sharing the port (off otherwise, so a
+    second server on a taken port fails instead of silently sharing it)."""
     m = metrics if metrics is not None else ServingMetrics(enabled=False)
     options: Sequence[tuple[str, Any]] = [
         ("grpc.max_receive_message_length", guard.api.max_body_bytes),
-        ("grpc.so_reuseport", 0),
+        ("grpc.so_reuseport", 1 if reuse_port else 0),
     ]
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=max_workers), options=options)
     feed_pb2_grpc.add_FeedServicer_to_server(FeedServicer(service, guard, m), server)  # type: ignore[no-untyped-call]

@@ -2,7 +2,8 @@
 
 Which versions serve comes from the rollout state (registry/state.py); with none deployed yet,
 the newest model under PROJECT/models/ serves alone. A version is loaded once; only its ranker is
-kept (the candidate sources ran in the batch job that filled the candidate cache).
+kept (the candidate sources ran in the batch job that filled the candidate cache), compiled to
+machine code (models/rank/compiled.py; the compiled object cached under PROJECT/.cache/rankers).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from feedstack.core.errors import ConfigError
+from feedstack.models.rank.compiled import compile_ranker
 from feedstack.models.rank.lgbm import Ranker
 from feedstack.registry.assignment import in_canary
 from feedstack.registry.state import RolloutState, load_rollout
@@ -64,7 +66,8 @@ def load_ranker(project: Path, version: str) -> ServingModel:
     meta = folder / MODEL_FILE
     if not meta.is_file():
         raise ConfigError(f"model {version!r}: no {meta}; known: {model_versions(project)}")
-    return ServingModel(version, Ranker.load(folder / "ranker"))
+    ranker = compile_ranker(Ranker.load(folder / "ranker"), project / ".cache" / "rankers")
+    return ServingModel(version, ranker)
 
 
 def load_models(project: Path, rollout: RolloutState | None = None) -> ServingModels:

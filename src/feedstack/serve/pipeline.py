@@ -5,7 +5,7 @@
     3 item_features  every candidate's article state (in memory: the item cache)
     4 rank           ranker features as training built them (serve/rerank.py), LightGBM, 1 thread
     5 filter         drop clicked, hidden and expired; at most N per topic in the top k; top k
-    6 log            the served list, as an impression event, to a background batcher
+    6 log            the served list, as an impression event, to the writer thread (serve/intake.py)
 
 Degradation, never an error for a backend fault (``Feed.fallback`` says why, and the metric
 ``feedstack_fallbacks_total{reason}`` counts it):
@@ -30,6 +30,7 @@ import time
 import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -40,11 +41,12 @@ from feedstack.core.clock import Clock, SystemClock
 from feedstack.core.errors import BackendUnavailable, DataError, FeedstackError, NotSupported
 from feedstack.core.spec import Spec
 from feedstack.features.item_cache import ItemFeatureCache
-from feedstack.ingest.pipeline import Ingestor, StreamIntake
+from feedstack.ingest.pipeline import Ingestor
 from feedstack.ingest.records import RawRecord
 from feedstack.monitor.metrics import ServingMetrics
 from feedstack.serve import articles as art
-from feedstack.serve.impressions import ImpressionLogger, impression_payload
+from feedstack.serve.impressions import impression_payload
+from feedstack.serve.intake import EventWriter
 from feedstack.serve.models import ServingModel, ServingModels
 from feedstack.serve.rerank import ColumnPlan, context_features, diversify, keep, user_context
 from feedstack.serve.types import Feed, FeedItem, IngestCounts
@@ -52,8 +54,13 @@ from feedstack.storage.candidate_cache import CandidateCache, CandidateList
 
 log = logging.getLogger(__name__)
 MAX_ERRORS = 20
-_REMEMBERED = 100_000  # users' hides and requests' arms kept in memory (LRU)
+_REMEMBERED = 100_000  # users' hides kept in memory (LRU)
+# Requests' arms for click attribution (LRU): at 150 feeds/s per worker this is the last ~2
+# minutes, when clicks come. 100,000 (~25 MB per worker) filled for 11 minutes under load and
+# read as memory growth in the soak.
+_SERVED_MEMO = 20_000
 SNAPSHOT_EVERY_S = 1.0
+INGEST_TIMEOUT_S = 30.0  # an API post waits this long for its commit, then answers 503
 
 
 class UserFeatures(Protocol):
@@ -70,10 +77,14 @@ class _Ranked:
 
 
 class _Lru(OrderedDict[str, Any]):
+    def __init__(self, size: int = _REMEMBERED) -> None:
+        super().__init__()
+        self.size = size
+
     def remember(self, key: str, value: Any) -> None:
         self[key] = value
         self.move_to_end(key)
-        if len(self) > _REMEMBERED:
+        if len(self) > self.size:
             self.popitem(last=False)
 
 
@@ -106,20 +117,20 @@ class FeedPipeline:
         self.max_age_s = spec.serve.max_age_h * 3600.0
         self._plans: dict[tuple[tuple[str, ...], tuple[str, ...]], ColumnPlan | None] = {}
         self._hidden: _Lru = _Lru()
-        self._served: _Lru = _Lru()  # request id -> (model version, arm): clicks per arm
+        self._served: _Lru = _Lru(_SERVED_MEMO)  # request id -> (version, arm): clicks per arm
         self._memo_lock = threading.Lock()
-        self._ingest_lock = threading.Lock()
         self._snap = art.EMPTY
         self._refreshed = self._dirty = False
         self._next_snapshot = 0.0
         self._stop = threading.Event()
         self._refresher: threading.Thread | None = None
-        self.impressions: ImpressionLogger | None = None
+        # Every write (API posts, impressions) goes through one writer thread: group commits,
+        # never on a feed thread.
+        self.writer: EventWriter | None = None
         if ingestor is not None:
-            intake = StreamIntake(ingestor, spec.serve.impression_flush_s, self.clock)
-            self.impressions = ImpressionLogger(
-                intake,
-                self._ingest_lock,
+            self.writer = EventWriter(
+                ingestor,
+                spec.serve.impression_flush_s,
                 on_error=lambda exc: self.metrics.errors.labels(
                     "impressions", type(exc).__name__
                 ).inc(),
@@ -267,9 +278,9 @@ class FeedPipeline:
                 zip(ranked.items, ranked.scores, ranked.sources, strict=True)
             )
         ]
-        if items and self.impressions is not None:
+        if items and self.writer is not None:
             payload = impression_payload(rid, user_id, ranked.items, version, self.clock.now())
-            self.impressions.log(payload)
+            self.writer.log(payload)
             self.metrics.impressions.labels(version, arm).inc(len(items))
             with self._memo_lock:
                 self._served.remember(rid, (version, arm))
@@ -281,13 +292,17 @@ class FeedPipeline:
         return Feed(rid, user_id, items, version, arm, reason, stage_ms)
 
     def ingest(self, payloads: Sequence[bytes]) -> IngestCounts:
-        if self.ingestor is None:
+        if self.writer is None:
             raise NotSupported("this service was built without an ingest pipeline")
         if not payloads:
             return IngestCounts(0, 0, 0)
         records = [RawRecord("api", i + 1, p) for i, p in enumerate(payloads)]
-        with self._ingest_lock:
-            result = self.ingestor.ingest_batch(records)
+        try:  # durable once the writer's next commit returns
+            result = self.writer.submit(records).result(timeout=INGEST_TIMEOUT_S)
+        except FutureTimeout:  # it may still commit: a retry is deduplicated by event id
+            raise BackendUnavailable(
+                f"event log: the write took over {INGEST_TIMEOUT_S:g} s"
+            ) from None
         bad = {r.line for r in result.rejections}
         self._observe_events([p for i, p in enumerate(payloads) if i + 1 not in bad])
         for name, n in (("accepted", result.accepted), ("duplicate", result.duplicates)):
@@ -303,8 +318,8 @@ class FeedPipeline:
         self._stop.set()
         if self._refresher is not None:
             self._refresher.join(5.0)
-        if self.impressions is not None:
-            self.impressions.close()
+        if self.writer is not None:
+            self.writer.close()
         self.items.close()
         self.candidates.close()
         if self.ingestor is not None:

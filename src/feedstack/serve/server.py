@@ -45,12 +45,19 @@ class Bound:
         }
 
 
-def bind_http(host: str, port: int) -> socket.socket:
+def bind_http(host: str, port: int, reuse_port: bool = False, listen: bool = True) -> socket.socket:
+    """A TCP socket bound to ``(host, port)``. With ``reuse_port`` (SO_REUSEPORT) several
+    processes bind the same port and the kernel spreads new connections over their listening
+    sockets; a socket that is bound but not listening (``listen=False``: the supervisor's port
+    reservation) receives none."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if reuse_port:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     sock.bind((host, port))
-    sock.listen(BACKLOG)
+    if listen:
+        sock.listen(BACKLOG)
     sock.set_inheritable(True)
     return sock
 
@@ -65,12 +72,14 @@ def run_server(
     on_ready: Callable[[Bound], None] = lambda bound: None,
     feed_threads: int = FEED_THREADS,
     grace_s: float = GRACE_S,
+    reuse_port: bool = False,
 ) -> Bound:
-    """Serve until SIGTERM/SIGINT; returns the addresses it served on."""
-    sock = bind_http(host, http_port)
+    """Serve until SIGTERM/SIGINT; returns the addresses it served on. ``reuse_port``: one of
+    several worker processes on the same ports (serve/supervisor.py)."""
+    sock = bind_http(host, http_port, reuse_port)
     grpc_host = f"[{host}]" if ":" in host else host
     grpc_server, bound_grpc, health = create_grpc_server(
-        service, guard, metrics, f"{grpc_host}:{grpc_port}"
+        service, guard, metrics, f"{grpc_host}:{grpc_port}", reuse_port=reuse_port
     )
     bound = Bound(host, sock.getsockname()[1], bound_grpc)
     app = create_app(service, guard, metrics, feed_threads=feed_threads)

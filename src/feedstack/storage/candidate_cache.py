@@ -41,6 +41,7 @@ from feedstack.storage.urls import parse_backend_url
 
 CANDIDATE_CACHE_SCHEMES = ("memory", "sqlite", "redis")
 MAGIC = b"FSC1"
+OPEN_TIMEOUT_MS = 10_000
 _HEAD = struct.Struct("<4sI")
 
 
@@ -215,8 +216,12 @@ class SqliteCandidateCache:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             db = self._db()
+            # Opening waits longer than a read may: serving workers open the cache at once, and
+            # switching to WAL or creating the table takes a lock another one may hold.
+            db.execute(f"PRAGMA busy_timeout={OPEN_TIMEOUT_MS}")
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("CREATE TABLE IF NOT EXISTS candidates (user TEXT PRIMARY KEY, list BLOB)")
+            db.execute(f"PRAGMA busy_timeout={max(1, round(timeout_s * 1000))}")
         except (sqlite3.Error, OSError) as exc:
             raise BackendUnavailable(f"candidate cache {self.url}: {exc}") from exc
 

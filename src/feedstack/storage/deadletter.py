@@ -6,10 +6,16 @@ hash of its source, raw text and reason, so re-ingesting a bad file does not gro
 
 Backends: ``file://DIR`` (``DIR/dead_letter.jsonl``, appended and fsynced) and ``redis://``
 (a stream ``{prefix}:dead_letter`` with a set of entry keys).
+
+Several processes may write the same file (the serving workers): a write holds an exclusive
+``flock`` on it, first reads what others appended since its last look (their keys), then
+appends and fsyncs; so an entry two processes reject at once is stored once, and a partial last
+line seen under the lock can only be a crash's, never another writer's line in progress.
 """
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
 from collections.abc import Sequence
@@ -63,47 +69,51 @@ class FileDeadLetter:
         self.directory = directory
         self.path = directory / self.FILE
         self.location = str(self.path)
-        self._keys: set[str] | None = None
+        self._keys: set[str] = set()
+        self._seen = 0  # bytes of the file whose keys are in _keys
 
-    def _load_keys(self) -> set[str]:
-        if self._keys is None:
-            self._keys = set()
-            if self.path.exists():
-                self._repair_tail()
-                with self.path.open("rb") as f:
-                    for line in f:
-                        self._keys.add(orjson.loads(line)["key"])
-        return self._keys
-
-    def _repair_tail(self) -> None:
-        """Drop a partial last line left by a crash mid-write (it was never acknowledged)."""
-        data = self.path.read_bytes()
-        if data and not data.endswith(b"\n"):
-            cut = data.rfind(b"\n") + 1
-            with self.path.open("r+b") as f:
-                f.truncate(cut)
-                os.fsync(f.fileno())
+    def _catch_up(self, f: Any) -> None:
+        """Under the lock: drop a crash's partial last line, then read the keys appended since
+        the last look (by this or another process)."""
+        size = os.fstat(f.fileno()).st_size
+        if size < self._seen:  # replaced or truncated under us: read it all again
+            self._keys.clear()
+            self._seen = 0
+        if size == self._seen:
+            return
+        f.seek(self._seen)
+        data = f.read(size - self._seen)
+        end = data.rfind(b"\n") + 1
+        if end < len(data):  # never acknowledged: the writer died mid-line
+            f.truncate(self._seen + end)
+            os.fsync(f.fileno())
+        for line in data[:end].splitlines():
+            self._keys.add(orjson.loads(line)["key"])
+        self._seen += end
 
     def write(self, rejections: Sequence[Rejection]) -> int:
         if not rejections:
             return 0
-        keys = self._load_keys()
-        lines = []
-        for r in rejections:
-            k = r.key()
-            if k in keys:
-                continue
-            keys.add(k)
-            lines.append(orjson.dumps({"key": k, **asdict(r)}) + b"\n")
-        if lines:
-            try:
-                self.directory.mkdir(parents=True, exist_ok=True)
-                with self.path.open("ab") as f:
-                    f.write(b"".join(lines))
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            with self.path.open("a+b") as f:
+                fcntl.flock(f.fileno(), fcntl.LOCK_EX)  # released when the file closes
+                self._catch_up(f)
+                lines = []
+                for r in rejections:
+                    k = r.key()
+                    if k in self._keys:
+                        continue
+                    self._keys.add(k)
+                    lines.append(orjson.dumps({"key": k, **asdict(r)}) + b"\n")
+                if lines:
+                    data = b"".join(lines)
+                    f.write(data)
                     f.flush()
                     os.fsync(f.fileno())
-            except OSError as exc:
-                raise BackendUnavailable(f"dead-letter store {self.location}: {exc}") from exc
+                    self._seen += len(data)
+        except OSError as exc:
+            raise BackendUnavailable(f"dead-letter store {self.location}: {exc}") from exc
         return len(lines)
 
     def read(self) -> list[Rejection]:

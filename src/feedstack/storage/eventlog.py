@@ -13,6 +13,11 @@ Contract (every backend, proved by tests/contract/test_event_log.py):
 - ``payloads``, when given, are the events' JSON exactly as received and validated (aligned with
   ``events``); the log stores them instead of serializing again (the ingest fast path). Reading
   such a payload back yields the same event.
+- ``append_many(batches)`` appends several batches in one durable step (one transaction, one
+  round trip or one flush: a group commit) and returns one result per batch, exactly what
+  appending them one after another would have returned (an event of a later batch already in an
+  earlier one is that later batch's duplicate). Atomic where ``append`` is (SQLite, Redis); on
+  Kafka a failed call may have written part of it, as with ``append``.
 - ``read(after, limit)`` returns records in append order, each with an opaque, increasing
   ``offset``; ``after=None`` starts at the beginning. Offsets are stable across restarts. (Kafka
   orders a topic only per partition; the log merges partitions by the appender's sequence
@@ -25,7 +30,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, TypeAlias
 
 from feedstack.core.events import Event
 from feedstack.storage.urls import parse_backend_url
@@ -37,6 +42,10 @@ EVENT_LOG_SCHEMES = ("sqlite", "redis", "kafka")
 class AppendResult:
     accepted: int
     duplicates: int
+
+
+# One batch of ``append_many``: events and, optionally, their payloads as received.
+Batch: TypeAlias = "tuple[Sequence[Event], Sequence[bytes] | None]"
 
 
 @dataclass(frozen=True)
@@ -51,6 +60,8 @@ class EventLog(Protocol):
     def append(
         self, events: Sequence[Event], payloads: Sequence[bytes] | None = None
     ) -> AppendResult: ...
+
+    def append_many(self, batches: Sequence[Batch]) -> list[AppendResult]: ...
 
     def read(self, after: str | None = None, limit: int = 10_000) -> list[LogRecord]: ...
 

@@ -22,6 +22,8 @@ Dedupe (the contract's idempotence) has two halves:
   writes nothing, even after a restart. Two appenders racing on the same id can both write it
   (Kafka has no conditional write), and a batch that fails half-way may be partly written:
   ``append`` is not atomic on Kafka (the caller's retry completes it and dedupe drops the rest).
+  ``append_many`` (a serving process's group commit) is ``append`` over several batches with
+  one flush, and no more atomic.
 - readers drop the duplicates that got in: the whole-log reader returns a record only if it is
   its id's first occurrence in the topic (ids share a partition, so "first" is the lowest
   offset there, the same for every reader); the feature workers drop an id seen in the last
@@ -43,7 +45,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from feedstack.core.errors import BackendUnavailable, ConfigError, InputError
 from feedstack.core.events import EVENT_ADAPTER, ArticlePublished, Event
-from feedstack.storage.eventlog import AppendResult, LogRecord
+from feedstack.storage.eventlog import AppendResult, Batch, LogRecord
 from feedstack.storage.kafka_read import (
     APPENDED,
     COPY,
@@ -175,52 +177,64 @@ class KafkaEventLog:
     def append(
         self, events: Sequence[Event], payloads: Sequence[bytes] | None = None
     ) -> AppendResult:
-        if not events:
-            return AppendResult(0, 0)
-        if payloads is None:
-            payloads = [EVENT_ADAPTER.dump_json(e) for e in events]
+        return self.append_many([(events, payloads)])[0]
+
+    def append_many(self, batches: Sequence[Batch]) -> list[AppendResult]:
+        """Every batch produced, then one flush (one wait for all delivery reports: the group
+        commit); each batch's result as if appended alone, in order. Not atomic, like
+        ``append``: a failed call may have written part of any batch (the retry completes it)."""
+        if not any(len(events) for events, _ in batches):
+            return [AppendResult(0, 0) for _ in batches]
         if time.monotonic() - self._indexed_at >= self.index_refresh_s:
             self._catch_up()
         ids = self._ids
-        batch: set[str] = set()
+        seen: set[str] = set()
         delivered: list[tuple[str, int, int]] = []
+        accepted = [0] * len(batches)
+        dupes = [0] * len(batches)
         errors: list[Any] = []
 
         appended = self._appended
 
-        def report(eid: str | None, err: Any, msg: Any) -> None:
+        def report(where: tuple[str, int] | None, err: Any, msg: Any) -> None:
             # Runs inside flush(); an exception here would be lost in librdkafka's C code.
             if err is not None:
                 errors.append(err)
                 return
             p, off = msg.partition(), msg.offset()
-            if eid is not None:
-                delivered.append((eid, p, off))
+            if where is not None:
+                delivered.append((where[0], p, off))
+                accepted[where[1]] += 1
             if off + 1 > appended.get(p, 0):
                 appended[p] = off + 1
 
         produce = self._producer.produce
-        dupes = 0
+        copy = partial(report, None)
         try:
-            for ev, payload in zip(events, payloads, strict=True):
-                eid = ev.event_id
-                if eid in ids or eid in batch:
-                    dupes += 1
-                    continue
-                batch.add(eid)
-                headers = [(SEQ, self._next_seq().to_bytes(8, "big")), (EVENT_ID, eid.encode())]
-                first = partial(report, eid)
-                if isinstance(ev, ArticlePublished):
-                    key = ev.article_id.encode()
-                    copy = partial(report, None)
-                    for p in range(self.partitions):
-                        extra = [(COPY, b"1")] if p else []
-                        self._produce(
-                            produce, payload, key, headers + extra, copy if p else first, p
-                        )
-                else:
-                    key = ev.user_id.encode()  # every other event type has a user
-                    self._produce(produce, payload, key, headers, first, None)
+            for b, (events, payloads) in enumerate(batches):
+                if payloads is None:
+                    payloads = [EVENT_ADAPTER.dump_json(e) for e in events]
+                for ev, payload in zip(events, payloads, strict=True):
+                    eid = ev.event_id
+                    if eid in ids or eid in seen:
+                        dupes[b] += 1
+                        continue
+                    seen.add(eid)
+                    headers = [
+                        (SEQ, self._next_seq().to_bytes(8, "big")),
+                        (EVENT_ID, eid.encode()),
+                    ]
+                    first = partial(report, (eid, b))
+                    if isinstance(ev, ArticlePublished):
+                        key = ev.article_id.encode()
+                        for p in range(self.partitions):
+                            extra = [(COPY, b"1")] if p else []
+                            self._produce(
+                                produce, payload, key, headers + extra, copy if p else first, p
+                            )
+                    else:
+                        key = ev.user_id.encode()  # every other event type has a user
+                        self._produce(produce, payload, key, headers, first, None)
             left = self._producer.flush(60.0)
         except (BufferError, KeyError) as exc:
             raise BackendUnavailable(f"event log {self.url}: append failed: {exc}") from exc
@@ -233,7 +247,7 @@ class KafkaEventLog:
                 f"({errors[0] if errors else f'{left} still queued after 60 s'}); "
                 f"{len(delivered)} of the batch were written, a retry adds only the rest"
             )
-        return AppendResult(accepted=len(delivered), duplicates=dupes)
+        return [AppendResult(a, d) for a, d in zip(accepted, dupes, strict=True)]
 
     def _produce(
         self,

@@ -14,7 +14,7 @@ from typing import Any
 from feedstack.core.errors import BackendUnavailable
 from feedstack.core.events import EVENT_ADAPTER, Event
 from feedstack.core.redact import redact_url
-from feedstack.storage.eventlog import AppendResult, LogRecord
+from feedstack.storage.eventlog import AppendResult, Batch, LogRecord
 from feedstack.storage.urls import redis_client
 
 _APPEND = """
@@ -51,23 +51,35 @@ class RedisStreamEventLog:
     def append(
         self, events: Sequence[Event], payloads: Sequence[bytes] | None = None
     ) -> AppendResult:
-        if not events:
-            return AppendResult(0, 0)
-        if payloads is None:
-            payloads = [EVENT_ADAPTER.dump_json(e) for e in events]
+        return self.append_many([(events, payloads)])[0]
+
+    def append_many(self, batches: Sequence[Batch]) -> list[AppendResult]:
+        if not any(len(events) for events, _ in batches):
+            return [AppendResult(0, 0) for _ in batches]
+        owner: list[int] = []  # the batch each Lua call belongs to
         try:
-            # MULTI/EXEC: the chunks of one batch run back to back, nothing interleaved.
+            # MULTI/EXEC: every chunk of every batch runs back to back, nothing interleaved.
             pipe = self._r.pipeline(transaction=True)
-            for start in range(0, len(events), _CHUNK):
-                args: list[Any] = []
-                for i in range(start, min(start + _CHUNK, len(events))):
-                    args.append(events[i].event_id)
-                    args.append(payloads[i])
-                self._script(keys=[self.stream, self.ids], args=args, client=pipe)
-            accepted = sum(int(n) for n in pipe.execute())
+            for b, (events, payloads) in enumerate(batches):
+                if payloads is None:
+                    payloads = [EVENT_ADAPTER.dump_json(e) for e in events]
+                for start in range(0, len(events), _CHUNK):
+                    args: list[Any] = []
+                    for i in range(start, min(start + _CHUNK, len(events))):
+                        args.append(events[i].event_id)
+                        args.append(payloads[i])
+                    self._script(keys=[self.stream, self.ids], args=args, client=pipe)
+                    owner.append(b)
+            added = pipe.execute()
         except self._redis_error as exc:
             raise BackendUnavailable(f"event log {self.url}: append failed: {exc}") from exc
-        return AppendResult(accepted=accepted, duplicates=len(events) - accepted)
+        accepted = [0] * len(batches)
+        for b, n in zip(owner, added, strict=True):
+            accepted[b] += int(n)
+        return [
+            AppendResult(a, len(events) - a)
+            for a, (events, _) in zip(accepted, batches, strict=True)
+        ]
 
     def read(self, after: str | None = None, limit: int = 10_000) -> list[LogRecord]:
         parse = EVENT_ADAPTER.validate_json
