@@ -1,6 +1,7 @@
 """The public accuracy benchmark: the two-stage recommender on the Gowalla LightGCN/NGCF split.
 
-Runs ``feedstack.train.twostage.run`` (fit on ``train.txt``, score on ``test.txt``) in a child
+Runs ``feedstack.train.interactions.evaluate_split`` (fit on ``train.txt`` through the
+``interactions`` recipe, save, load, score on ``test.txt``) in a child
 process (bench/child.py), so that its peak memory is the child's own: everything the run
 touched, nothing of the caller.
 
@@ -27,10 +28,16 @@ SECONDS_TARGET = 300.0
 MEMORY_TARGET_MB = 8192.0
 
 _EVALUATE = """
+import tempfile
+from dataclasses import replace
 from pathlib import Path
-from feedstack.train.twostage import TwoStageConfig, run
-config = TwoStageConfig(candidates=ARGS["candidates"], seed=ARGS["seed"])
-RESULT = run(Path(ARGS["train"]), Path(ARGS["test"]), k=ARGS["k"], config=config)
+from feedstack.core.spec import Spec
+from feedstack.train.interactions import config_of, evaluate_split
+config = replace(config_of(Spec(), ARGS["seed"]), candidates=ARGS["candidates"])
+with tempfile.TemporaryDirectory() as models:
+    RESULT = evaluate_split(
+        Path(ARGS["train"]), Path(ARGS["test"]), Path(models), k=ARGS["k"], config=config
+    )
 """
 
 

@@ -1,5 +1,10 @@
 """``feedstack evaluate``: fit the two-stage recommender on a public split and score it.
 
+It trains through the ``interactions`` recipe of ``feedstack train`` (settings: the project's
+``train.interactions`` when it has a feedstack.yaml, else the defaults), saves the model under
+``PROJECT/evaluated/<version>/``, loads it back and scores the test users in the order a served
+feed has (models/rank/order.py); the JSON names ``model_version`` and ``artifact``.
+
 The protocol of the LightGCN/NGCF benchmarks: rank all items for every test user, training items
 masked; Recall/NDCG@k averaged over users with a test item. Progress goes to stderr; ``--json``
 prints the result on stdout. The result is also recorded in the project's ``measurements/``.
@@ -19,6 +24,7 @@ from feedstack.cli.common import (
     ProjectOption,
     cli_errors,
     console,
+    project_dir,
     record_measurement,
 )
 
@@ -58,13 +64,27 @@ def evaluate(
     as_json: bool = JsonOption,
 ) -> None:
     """Fit candidate sources + LambdaRank re-ranker on TRAIN, report Recall/NDCG@k on TEST."""
+    from dataclasses import replace
+
     from feedstack.core.errors import InputError
-    from feedstack.train.twostage import TwoStageConfig, run
+    from feedstack.core.spec import SPEC_FILE, Spec, load_spec
+    from feedstack.train import selection
+    from feedstack.train.interactions import config_of, evaluate_split
 
     with cli_errors():
         if fmt not in FORMATS:
             raise InputError(f"--format: unknown format {fmt!r}; known: {', '.join(FORMATS)}")
-        config = TwoStageConfig(candidates=candidates, seed=seed)
+        root = project_dir(project)
+        spec = load_spec(root) if (root / SPEC_FILE).is_file() else Spec()
+        config = replace(config_of(spec, seed), candidates=candidates)
         with _reporter() as reporter:
-            result = run(train, test, k=k, config=config, reporter=reporter)
+            result = evaluate_split(
+                train,
+                test,
+                root / "evaluated",
+                k=k,
+                config=config,
+                reporter=reporter,
+                budget_ms=selection.budget_ms(spec),
+            )
         record_measurement("evaluate", result, project, as_json)

@@ -1,8 +1,11 @@
-"""``feedstack train``: fit the news recommender on the project's log and select a ranker.
+"""``feedstack train``: fit the project's recommender on its log and select a ranker.
 
-Reads the offline event copy (``feedstack ingest`` writes it), replays it to fit the candidate
-sources and the LambdaRank re-rankers, evaluates them on the last ``--eval-hours`` of the log,
-times them, and writes the model-selection table, the selected model under
+``--recipe`` (default: the spec's ``train.recipe``, ``auto``): ``news`` for a log with
+impressions and article text, ``interactions`` for a log of clicks only (train/interactions.py).
+For the news recipe it reads the offline event copy (``feedstack ingest`` writes it), replays it
+to fit the candidate sources and the LambdaRank re-rankers, evaluates them on the last
+``--eval-hours`` of the log, times them, and writes the model-selection table, the selected
+model under
 ``PROJECT/models/<version>/`` and the result under ``PROJECT/measurements/``. With ``--world``
 (the folder of the world that generated the log) the evaluation adds the world's ground truth:
 the expected clicks of every ranked list.
@@ -55,6 +58,11 @@ def train(
         "--register/--no-register",
         help="Register the model in the MLflow registry (the first one becomes champion).",
     ),
+    recipe: str | None = typer.Option(
+        None,
+        "--recipe",
+        help="auto | news | interactions (default: the spec's train.recipe, auto).",
+    ),
     as_json: bool = JsonOption,
 ) -> None:
     """Fit candidate sources and LambdaRank rankers on the log; select one under the budget;
@@ -73,6 +81,7 @@ def train(
             seed=seed,
             oracle=_oracle(world) if world is not None else None,
             say=_say,
+            recipe=recipe,
         )
         folder = result["model_dir"]
         if register:
@@ -105,7 +114,8 @@ def _print(result: dict[str, Any]) -> None:
     from rich.table import Table
 
     table = Table(title=f"ranker selection (budget p99 <= {result['budget_ms']:.2f} ms)")
-    for column in ("model", "trees", "leaves", "ndcg@10", "fit_s", "p50_ms", "p99_ms", "fits"):
+    k = "ndcg@20" if result.get("recipe") == "interactions" else "ndcg@10"
+    for column in ("model", "trees", "leaves", k, "fit_s", "p50_ms", "p99_ms", "fits"):
         table.add_column(column)
     for row in result["selection"]:
         mark = "*" if row["model"] == result["selected"] else ""
@@ -113,13 +123,22 @@ def _print(result: dict[str, Any]) -> None:
             f"{row['model']}{mark}",
             str(row["trees"]),
             str(row["leaves"]),
-            f"{row['ndcg@10']:.4f}",
+            f"{row[k]:.4f}",
             f"{row['fit_s']:.2f}",
             f"{row['p50_ms']:.3f}",
             f"{row['p99_ms']:.3f}",
             "yes" if row["fits_budget"] else "no",
         )
     console.print(table)
+    if result.get("recipe") == "interactions":
+        fit = result["fit"]
+        console.print(
+            f"ranker valid NDCG@20 {result['selection'][0]['ndcg@20']:.4f} vs blend "
+            f"{result['blend_valid_ndcg']:.4f} (ranker used: {result['ranker_used']}); "
+            f"{fit['label_users']} label users, {fit['ranker_rows']} ranker rows",
+            highlight=False,
+        )
+        return
     ev = result["evaluation"]
     console.print(
         f"blend NDCG@10 {result['lift']['blend_ndcg@10']:.4f} -> ranker "

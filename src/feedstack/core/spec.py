@@ -336,6 +336,60 @@ class Spark(_Section):
     conf: dict[str, str] = Field(default_factory=dict)
 
 
+class InteractionsRecipe(_Section):
+    """The ``interactions`` recipe (train/interactions.py): for a log of clicks with no
+    impressions and no article text. The item-item graph filter, ALS and popular feed a blend of
+    ``serve.candidates_per_user``; LightGBM re-ranks each user's first ``depth`` candidates,
+    labelled by a held-out ``holdout`` share of each user's history. Defaults: chosen on the
+    Gowalla tuning split (models/candidates/als.py, train/twostage.py)."""
+
+    als_factors: int = Field(256, ge=1, le=4096)
+    als_iterations: int = Field(8, ge=1, le=200)
+    als_regularization: float = Field(0.05, ge=0)
+    als_alpha: float = Field(40.0, gt=0)
+    holdout: float = Field(0.2, gt=0, lt=1, description="share of each history held out")
+    depth: int = Field(60, ge=1, description="candidates the ranker re-orders per user")
+    quota_shares: dict[str, float] = Field(
+        default_factory=lambda: {"als": 0.3, "popular": 0.1},
+        description="a source's share of the blend (1.0 when not named)",
+    )
+    max_train_users: int | None = Field(None, ge=2, description="users labelled (None: all)")
+    min_interactions: int = Field(20, ge=2, description="fewer in the log: nothing to train on")
+    ranker_threads: int = Field(2, ge=1, le=256, description="LightGBM threads (deterministic)")
+
+    @field_validator("quota_shares")
+    @classmethod
+    def _shares(cls, value: dict[str, float]) -> dict[str, float]:
+        known = {"gfcf", "als", "popular"}
+        bad = {k: v for k, v in value.items() if k not in known or not 0 < v <= 1}
+        if bad:
+            raise ValueError(f"{bad}: sources must be among {sorted(known)}, shares in (0, 1]")
+        return value
+
+
+class NewsRecipe(_Section):
+    """The ``news`` recipe (train/news.py). A candidate source is kept when its unique
+    candidate recall (the evaluation window's clicks it finds and no other kept source does) is
+    at least ``min_unique_recall``; the per-source table is always reported."""
+
+    min_unique_recall: float = Field(0.005, ge=0, le=1)
+    offer_als: bool = Field(True, description="offer ALS to the news blend")
+    offer_graph_filter: bool = Field(True, description="offer the item-item graph filter")
+
+
+RECIPES = ("auto", "news", "interactions")
+
+
+class Train(_Section):
+    """``feedstack train``: which recipe, and its settings. ``auto``: ``news`` when the log has
+    impressions and article text, ``interactions`` otherwise. Candidates per user and the
+    maximum article age are ``serve.candidates_per_user`` and ``serve.max_age_h``."""
+
+    recipe: Literal["auto", "news", "interactions"] = "auto"
+    interactions: InteractionsRecipe = InteractionsRecipe()
+    news: NewsRecipe = NewsRecipe()
+
+
 class Spec(_Section):
     version: int = SPEC_VERSION
     name: str = "reference-news-feed"
@@ -350,6 +404,7 @@ class Spec(_Section):
     api: Api = Api()
     registry: Registry = Registry()
     serve: Serve = Serve()
+    train: Train = Train()
     monitor: Monitor = Monitor()
     cost: Cost = Cost()
     # Where the batch jobs run (backfill, training rows, candidate build, cache writes): in this

@@ -4,25 +4,44 @@ Which versions serve comes from the rollout state (registry/state.py); with none
 the newest model under PROJECT/models/ serves alone. A version is loaded once; only its ranker is
 kept (the candidate sources ran in the batch job that filled the candidate cache), compiled to
 machine code (models/rank/compiled.py; the compiled object cached under PROJECT/.cache/rankers).
+An interactions model (train/interactions.py) also brings how deep its ranker re-orders, whether
+it is used at all, and its most popular items (the fallback of a user with no list).
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
+
+import numpy as np
 
 from feedstack.core.errors import ConfigError
 from feedstack.models.rank.compiled import compile_ranker
 from feedstack.models.rank.lgbm import Ranker
 from feedstack.registry.assignment import in_canary
 from feedstack.registry.state import RolloutState, load_rollout
-from feedstack.train.artifacts import MODEL_FILE
+from feedstack.train.artifacts import (
+    INTERACTIONS_KIND,
+    ITEMS_FILE,
+    KIND,
+    MODEL_FILE,
+    version_key,
+)
 
 
 @dataclass(frozen=True)
 class ServingModel:
     version: str
     ranker: Ranker
+    kind: str = KIND
+    depth: int = 0  # interactions: candidates the ranker re-orders (models/rank/order.py)
+    use_ranker: bool = True
+    popular: tuple[str, ...] = ()  # interactions: most popular item ids, best first
+
+    @property
+    def interactions(self) -> bool:
+        return self.kind == INTERACTIONS_KIND
 
 
 @dataclass(frozen=True)
@@ -51,7 +70,8 @@ def model_versions(project: Path) -> list[str]:
     root = project / "models"
     if not root.is_dir():
         return []
-    return sorted(p.name for p in root.iterdir() if (p / MODEL_FILE).is_file())
+    found = (p.name for p in root.iterdir() if (p / MODEL_FILE).is_file())
+    return sorted(found, key=version_key)
 
 
 def newest_version(project: Path) -> str:
@@ -67,7 +87,20 @@ def load_ranker(project: Path, version: str) -> ServingModel:
     if not meta.is_file():
         raise ConfigError(f"model {version!r}: no {meta}; known: {model_versions(project)}")
     ranker = compile_ranker(Ranker.load(folder / "ranker"), project / ".cache" / "rankers")
-    return ServingModel(version, ranker)
+    doc = json.loads(meta.read_text(encoding="utf-8"))
+    kind = str(doc.get("kind", KIND))
+    if kind != INTERACTIONS_KIND:
+        return ServingModel(version, ranker)
+    with np.load(folder / ITEMS_FILE, allow_pickle=False) as npz:
+        ids, popular = npz["item_ids"], npz["popular"]
+    return ServingModel(
+        version,
+        ranker,
+        kind,
+        int(doc["depth"]),
+        bool(doc.get("use_ranker", True)),
+        tuple(str(i) for i in ids[popular].tolist()),
+    )
 
 
 def load_models(project: Path, rollout: RolloutState | None = None) -> ServingModels:

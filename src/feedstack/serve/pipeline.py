@@ -43,12 +43,20 @@ from feedstack.core.spec import Spec
 from feedstack.features.item_cache import ItemFeatureCache
 from feedstack.ingest.pipeline import Ingestor
 from feedstack.ingest.records import RawRecord
+from feedstack.models.rank.order import order_rows
 from feedstack.monitor.metrics import ServingMetrics
 from feedstack.serve import articles as art
 from feedstack.serve.impressions import impression_payload
 from feedstack.serve.intake import EventWriter
 from feedstack.serve.models import ServingModel, ServingModels
-from feedstack.serve.rerank import ColumnPlan, context_features, diversify, keep, user_context
+from feedstack.serve.rerank import (
+    ColumnPlan,
+    context_features,
+    diversify,
+    keep,
+    keep_items,
+    user_context,
+)
 from feedstack.serve.types import Feed, FeedItem, IngestCounts
 from feedstack.storage.candidate_cache import CandidateCache, CandidateList
 
@@ -264,7 +272,7 @@ class FeedPipeline:
             if down and ranked is not None:
                 reason = "user_features_down"
         if ranked is None:
-            ranked = self._fallback(snap, region, excluded, at_s, k)
+            ranked = self._fallback(snap, region, excluded, at_s, k, model)
             t = lap("filter", t)
             version = "fallback"  # no model ranked these: their clicks are not the model's
         if reason is not None:
@@ -361,6 +369,8 @@ class FeedPipeline:
         k: int,
         stage_ms: dict[str, float],
     ) -> _Ranked:
+        if model.interactions:
+            return self._rank_items(entry, model, excluded, k, stage_ms)
         t = self._now()
         idx = snap.index(entry.items)
         item_rows = self.items.features(entry.items, at_s)
@@ -386,6 +396,36 @@ class FeedPipeline:
             [names[int(s)] for s in entry.sources[top].tolist()],
         )
 
+    def _rank_items(
+        self,
+        entry: CandidateList,
+        model: ServingModel,
+        excluded: set[str],
+        k: int,
+        stage_ms: dict[str, float],
+    ) -> _Ranked:
+        """An interactions model's list: the order ``feedstack evaluate`` scores
+        (models/rank/order.py), minus what the user clicked or hid; no article age, no topics
+        (its items are not news). Score: 1 / (1 + position)."""
+        t = self._now()
+        plan = self._plan(model, entry)
+        assert plan is not None  # checked in feed()
+        n = len(entry)
+        x = plan.assemble(entry.features, np.zeros((n, 0), dtype=np.float32))
+        indptr = np.array([0, n], dtype=np.int64)
+        order = order_rows(model.ranker, x, indptr, model.depth, model.use_ranker, 1)
+        t2 = self._now()
+        stage_ms["rank"] = (t2 - t) * 1000.0
+        ok = keep_items(entry.items, excluded)
+        top = order[ok[order]][:k]
+        stage_ms["filter"] = (self._now() - t2) * 1000.0
+        names = entry.source_names
+        return _Ranked(
+            [entry.items[j] for j in top.tolist()],
+            [1.0 / (1.0 + p) for p in range(top.size)],
+            [names[int(s)] for s in entry.sources[top].tolist()],
+        )
+
     def _fallback(
         self,
         snap: art.ArticleSnapshot,
@@ -393,9 +433,15 @@ class FeedPipeline:
         excluded: set[str],
         at_s: float,
         k: int,
+        model: ServingModel | None = None,
     ) -> _Ranked:
         """The snapshot's merged fallback order (trending, popular-by-region, fresh in turn),
-        filtered and diversified like a ranked list. Score: 1 / (1 + position)."""
+        filtered and diversified like a ranked list; for an interactions model with nothing
+        live there, its most popular items. Score: 1 / (1 + position)."""
+        if model is not None and model.interactions and model.popular:
+            shown = keep_items(list(model.popular), excluded).tolist()
+            ids = [i for i, good in zip(model.popular, shown, strict=True) if good][:k]
+            return _Ranked(ids, [1.0 / (1.0 + p) for p in range(len(ids))], ["popular"] * len(ids))
         idx, labels = snap.fallback_order(region)
         ids = [snap.ids[j] for j in idx.tolist()]
         age_h = (at_s - snap.publish_s[idx]) / 3600.0 if idx.size else np.zeros(0)

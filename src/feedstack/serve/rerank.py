@@ -122,6 +122,13 @@ def keep(
     return fresh
 
 
+def keep_items(ids: Sequence[str], excluded: set[str]) -> BoolArray:
+    """Items that may be shown when age does not apply: not clicked or hidden by the user."""
+    if not excluded:
+        return np.ones(len(ids), dtype=bool)
+    return ~np.fromiter(map(excluded.__contains__, ids), bool, len(ids))
+
+
 def diversify(order: IntArray, topic: IntArray, k: int, max_per_topic: int) -> IntArray:
     """The first ``k`` of ``order`` with at most ``max_per_topic`` per topic (-1: no topic, no
     cap). If the cap leaves fewer than ``k``, the page is filled with the skipped ones in

@@ -1,4 +1,5 @@
-"""The trained news model on disk: safe formats only, everything needed to rebuild and audit it.
+"""A trained model on disk (either recipe): safe formats only, everything needed to rebuild and
+audit it.
 
     PROJECT/models/<version>/
       model.json           what this is: feature names (in the ranker's column order), sources,
@@ -8,6 +9,11 @@
       sources/<name>/      source.json + arrays.npz per candidate source (allow_pickle=False)
       check.npz            known inputs and the scores they gave at training time: a loaded
                            model must reproduce them bit for bit
+      items.npz            interactions models only: the item ids of the model's columns and
+                           the most popular items (the fallback of a user with no list)
+
+``kind`` says the recipe: ``news-two-stage`` (train/news.py) or ``interactions-two-stage``
+(train/interactions.py). Sources reopen by their own ``kind`` (models/candidates/__init__.py).
 
 Nothing is pickled. ``load`` reopens the folder; ``verify`` recomputes the check scores.
 """
@@ -25,22 +31,18 @@ import numpy.typing as npt
 import scipy.sparse as sp
 
 from feedstack.core.errors import InputError
+from feedstack.models.candidates import KINDS as SOURCE_KINDS
+from feedstack.models.candidates import load_source
 from feedstack.models.candidates.base import CandidateSource, read_meta
-from feedstack.models.candidates.content import ContentSource
-from feedstack.models.candidates.covisit import CovisitSource
-from feedstack.models.candidates.trending import TrendingSource
 from feedstack.models.rank.lgbm import Ranker
 
 FORMAT_VERSION = 1
 MODEL_FILE = "model.json"
 CHECK_FILE = "check.npz"
+ITEMS_FILE = "items.npz"
 KIND = "news-two-stage"
-# The news sources by ``kind`` (models/candidates/__init__.py's registry does not list them yet).
-SOURCE_KINDS: dict[str, type[CandidateSource]] = {
-    "covisit": CovisitSource,
-    "content": ContentSource,
-    "trending": TrendingSource,
-}
+INTERACTIONS_KIND = "interactions-two-stage"
+KINDS = (KIND, INTERACTIONS_KIND)
 
 
 @dataclass
@@ -50,11 +52,22 @@ class LoadedModel:
     sources: list[CandidateSource]
     ranker: Ranker
     check: dict[str, npt.NDArray[Any]]
+    items: dict[str, npt.NDArray[Any]] | None = None
+
+    @property
+    def kind(self) -> str:
+        return str(self.meta["kind"])
 
 
-def version_name(data_hash: str, now: datetime | None = None) -> str:
+def version_name(data_hash: str, now: datetime | None = None, prefix: str = "news") -> str:
     stamp = (now or datetime.now(UTC)).strftime("%Y%m%dT%H%M%SZ")
-    return f"news-{stamp}-{data_hash[:8]}"
+    return f"{prefix}-{stamp}-{data_hash[:8]}"
+
+
+def version_key(name: str) -> tuple[str, str]:
+    """Sort key of version names, oldest first, whatever the recipe prefix: the UTC stamp."""
+    _, _, rest = name.partition("-")
+    return (rest, name)
 
 
 def save(
@@ -63,6 +76,8 @@ def save(
     sources: list[CandidateSource],
     ranker: Ranker,
     check: dict[str, npt.NDArray[Any]],
+    kind: str = KIND,
+    items: dict[str, npt.NDArray[Any]] | None = None,
 ) -> Path:
     """Write the model into ``folder`` (created; must not exist yet) and return it."""
     if folder.exists():
@@ -75,7 +90,9 @@ def save(
         entries.append({"name": source.name, "kind": source.kind, "path": f"sources/{source.name}"})
     ranker.save(tmp / "ranker")
     np.savez(tmp / CHECK_FILE, allow_pickle=False, **check)
-    doc = {"format": FORMAT_VERSION, "kind": KIND, **meta, "sources": entries, "ranker": "ranker"}
+    if items is not None:
+        np.savez(tmp / ITEMS_FILE, allow_pickle=False, **items)
+    doc = {"format": FORMAT_VERSION, "kind": kind, **meta, "sources": entries, "ranker": "ranker"}
     (tmp / MODEL_FILE).write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
     tmp.rename(folder)  # a reader sees a whole model or none
     return folder
@@ -85,8 +102,8 @@ def load(folder: Path) -> LoadedModel:
     try:
         meta: dict[str, Any] = json.loads((folder / MODEL_FILE).read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
-        raise InputError(f"{folder}: not a saved news model ({exc})") from None
-    if meta.get("format") != FORMAT_VERSION or meta.get("kind") != KIND:
+        raise InputError(f"{folder}: not a saved model ({exc})") from None
+    if meta.get("format") != FORMAT_VERSION or meta.get("kind") not in KINDS:
         raise InputError(f"{folder}: a {meta.get('kind')!r} model, format {meta.get('format')!r}")
     sources = []
     for entry in meta["sources"]:
@@ -94,10 +111,15 @@ def load(folder: Path) -> LoadedModel:
         kind = read_meta(path)["kind"]
         if kind not in SOURCE_KINDS:
             raise InputError(f"{path}: unknown source kind {kind!r}; known: {sorted(SOURCE_KINDS)}")
-        sources.append(SOURCE_KINDS[kind].load(path))
+        sources.append(load_source(path))
     with np.load(folder / CHECK_FILE, allow_pickle=False) as npz:
         check = {key: npz[key] for key in npz.files}
-    return LoadedModel(folder, meta, sources, Ranker.load(folder / meta["ranker"]), check)
+    items = None
+    if (folder / ITEMS_FILE).is_file():
+        with np.load(folder / ITEMS_FILE, allow_pickle=False) as npz:
+            items = {key: npz[key] for key in npz.files}
+    ranker = Ranker.load(folder / meta["ranker"])
+    return LoadedModel(folder, meta, sources, ranker, check, items)
 
 
 def check_arrays(

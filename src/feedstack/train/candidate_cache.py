@@ -1,5 +1,6 @@
 """The batch job that fills the candidate cache: every known user's top candidates from a trained
-model, with the first-stage ranking features the ranker reads (serve/pipeline.py).
+model, with the first-stage ranking features the ranker reads (serve/pipeline.py). A news model
+is served as below; an interactions model by ``InteractionsJob`` (whole histories, no age).
 
 It serves each user exactly as the offline replay served a logged request (train/requests.py
 ``serve``): the user's recent-click history as of ``at_s``, the live articles minus what the user
@@ -134,6 +135,10 @@ class CandidateJob:
         excluded = np.broadcast_to(self.dead, (users.size, log.n_items)).copy()
         excluded[hist.nonzero()] = True
         cands = self.blend.generate(users, hist, sp.csr_matrix(excluded))
+        return self._pack(users, cands)
+
+    def _pack(self, users: IntArray, cands: Candidates) -> dict[str, CandidateList]:
+        log, at_s = self.log, self.at_s
         score, source = first_stage(cands, self.quotas)
         out: dict[str, CandidateList] = {}
         for b in range(users.size):
@@ -151,6 +156,51 @@ class CandidateJob:
                 cands.feature_names,
             )
         return out
+
+
+class InteractionsJob(CandidateJob):
+    """The candidate job of an interactions model (train/interactions.py): each user's whole
+    click history (not a recent window), items the user has clicked excluded, no article age
+    filter (the items are not news). The model's columns are its ``item_ids`` (items.npz); the
+    log's items must start with them in that order, and items first seen after training are
+    not candidates until the next training."""
+
+    def __init__(self, model: artifacts.LoadedModel, log: NewsLog, at_s: float) -> None:
+        meta = model.meta
+        self.log = log
+        self.at_s = at_s
+        self.quotas = {str(k): int(v) for k, v in meta["blend"]["quotas"].items()}
+        n_items = model.sources[0].n_items
+        item_ids = (model.items or {}).get("item_ids")
+        if item_ids is None or item_ids.size != n_items:
+            raise InputError(f"{model.folder}: an interactions model without its item ids")
+        if log.n_items < n_items or list(log.article_ids[:n_items]) != item_ids.tolist():
+            raise InputError(
+                f"{model.folder}: the log's items are not the ones the model was trained on, "
+                "in that order: retrain with `feedstack train`"
+            )
+        per_user = n_items * 4 * (sum(len(s.feature_names) for s in model.sources) + 24)
+        self.batch = max(1, min(1000, BATCH_BYTES // per_user))
+        self.blend = Blend(
+            model.sources, BlendConfig(int(meta["blend"]["size"]), self.quotas, self.batch)
+        )
+        c = log.clicks
+        known = (c.item < n_items) & (c.time_s <= at_s)
+        ones = np.ones(int(known.sum()), dtype=np.float32)
+        matrix = sp.csr_matrix((ones, (c.user[known], c.item[known])), shape=(log.n_users, n_items))
+        matrix.sum_duplicates()
+        matrix.data[:] = 1.0
+        self.matrix = matrix
+        self.dead = np.zeros(n_items, dtype=bool)
+        self.version = str(meta.get("version") or model.folder.name)
+        self.version_folder = model.folder.name
+        self.articles_added = 0
+        self.quarantined = 0
+
+    def lists(self, users: IntArray) -> dict[str, CandidateList]:
+        hist = self.matrix[users]
+        cands = self.blend.generate(users, hist, hist)
+        return self._pack(users, cands)
 
 
 def candidate_lists(
@@ -180,7 +230,10 @@ def load_job(
     spec = load_spec(project)
     models = project / "models"
     if version is None:
-        found = sorted(p.name for p in models.glob("*") if (p / artifacts.MODEL_FILE).is_file())
+        found = sorted(
+            (p.name for p in models.glob("*") if (p / artifacts.MODEL_FILE).is_file()),
+            key=artifacts.version_key,
+        )
         if not found:
             raise InputError(f"no trained model under {models}; run `feedstack train` first")
         version = found[-1]
@@ -195,9 +248,13 @@ def load_job(
     # Rows this job cannot use (a NUL in an article id, stored before ingest refused it) are
     # set aside in the dead-letter store, counted, and the other users still get their lists.
     log, quarantined = load_clean_log(project, spec, offline.root, "candidates build")
-    added = extend_sources(model, log)
     when = float(np.nextafter(log.end_s, np.inf)) if at_s is None else float(at_s)
-    job = CandidateJob(model, log, when)
+    if model.kind == artifacts.INTERACTIONS_KIND:
+        added = 0
+        job: CandidateJob = InteractionsJob(model, log, when)
+    else:
+        added = extend_sources(model, log)
+        job = CandidateJob(model, log, when)
     job.version_folder = version
     job.articles_added = added
     job.quarantined = quarantined.quarantined

@@ -1,6 +1,8 @@
-"""Train the news recommender of a project: read its offline event copy, fit and select, save
-the model under ``PROJECT/models/<version>/``. The CLI (``feedstack train``) and the demo both
-call this, and record the result in ``PROJECT/measurements/``."""
+"""Train a project's recommender: read its offline event copy, pick the recipe (``--recipe`` or
+the spec's ``train.recipe``; ``auto``: ``news`` when the log has impressions and article text,
+``interactions`` otherwise), fit and select, save the model under ``PROJECT/models/<version>/``.
+The CLI (``feedstack train``) and the demo both call this, and record the result in
+``PROJECT/measurements/``."""
 
 from __future__ import annotations
 
@@ -8,11 +10,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from feedstack.core.spec import load_spec
+from feedstack.core.errors import InputError
+from feedstack.core.spec import RECIPES, load_spec
 from feedstack.storage.offline import open_offline_store
 from feedstack.train import artifacts, selection
 from feedstack.train.clean_log import load_clean_log
 from feedstack.train.news import NewsConfig, run
+from feedstack.train.newslog import NewsLog
 from feedstack.train.slates import RankerSize
 
 
@@ -26,10 +30,16 @@ def train_project(
     seed: int = 0,
     oracle: Any = None,
     say: Callable[[str], None] | None = None,
+    recipe: str | None = None,
 ) -> dict[str, Any]:
     spec = load_spec(root)
+    chosen = recipe or spec.train.recipe
+    if chosen not in RECIPES:
+        raise InputError(f"--recipe: unknown recipe {chosen!r}; valid: {', '.join(RECIPES)}")
     extra: dict[str, Any] = {} if sizes is None else {"sizes": sizes}
     config = NewsConfig(
+        max_age_h=spec.serve.max_age_h,
+        candidates=spec.serve.candidates_per_user,
         warmup_hours=warmup_hours,
         eval_hours=eval_hours,
         latency_repeats=repeats,
@@ -38,6 +48,18 @@ def train_project(
     )
     offline_root = open_offline_store(spec.backends.offline_store, root).root
     log, quarantined = load_clean_log(root, spec, offline_root, "train")
+    if chosen == "auto":
+        chosen = auto_recipe(log)
+    if chosen == "interactions":
+        from feedstack.train import interactions
+
+        out = interactions.train(log, spec, root / "models", repeats=repeats, seed=seed, say=say)
+        return {**out, "quarantined": quarantined.quarantined}
+    if log.impressions.n == 0:
+        raise InputError(
+            "recipe news: the log has no impressions (nothing to train a news ranker on); "
+            "use --recipe interactions (or auto) for a log of clicks"
+        )
     training = run(
         log, config, selection.budget_ms(spec), say=say or (lambda _: None), oracle=oracle
     )
@@ -50,8 +72,15 @@ def train_project(
         training.check,
     )
     return {
+        "recipe": "news",
         "version": version,
         "model_dir": str(folder),
         **training.result,
         "quarantined": quarantined.quarantined,  # rows set aside (dead-letter store)
     }
+
+
+def auto_recipe(log: NewsLog) -> str:
+    """``news`` when the log has impressions and article text, ``interactions`` otherwise."""
+    has_text = any(t.strip() for t in log.texts[:1000]) if log.impressions.n else False
+    return "news" if log.impressions.n > 0 and has_text else "interactions"

@@ -44,7 +44,7 @@ def table(
                 "trees": int(params.get("num_boost_round", 0)),
                 "leaves": int(params.get("num_leaves", 0)),
                 f"ndcg@{k}": round(models[name][f"ndcg@{k}"], 4),
-                f"recall@{k}": round(models[name][f"recall@{k}"], 4),
+                f"recall@{k}": round(models[name].get(f"recall@{k}", float("nan")), 4),
                 f"slate_ndcg@{k}": round(models[name].get(f"slate_ndcg@{k}", 0.0), 4),
                 "fit_s": round(fit_seconds[name], 3),
                 **timing[name],

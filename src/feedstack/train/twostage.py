@@ -43,6 +43,7 @@ from feedstack.models.candidates.popular import PopularTrainer
 from feedstack.models.interactions import InteractionData, read_lightgcn, split_per_user
 from feedstack.models.metrics import ranking_metrics, recall_of_sets
 from feedstack.models.rank.lgbm import Ranker, RankerTrainer
+from feedstack.models.rank.order import order_rows, top_rows
 
 
 class Reporter(Protocol):
@@ -96,15 +97,19 @@ class TwoStageModel:
         return Blend(self.sources, self.config.blend_config())
 
     def rank(self, candidates: Candidates, k: int, num_threads: int = 0) -> npt.NDArray[np.int32]:
-        """Each user's top ``k``: the first ``depth`` candidates in the ranker's order, then the
-        rest in first-stage order; [n_users, k], -1 padded."""
-        head = candidates.positions() < self.config.depth
-        scores = np.full(candidates.n_rows, -np.inf, dtype=np.float32)
+        """Each user's top ``k`` items, [n_users, k], -1 padded, in the order a served feed has
+        (models/rank/order.py: the first ``depth`` candidates in the ranker's order, then the
+        rest in first-stage order)."""
+        rows = top_rows(self.order(candidates, num_threads), candidates.indptr, k)
+        return np.where(rows >= 0, candidates.items[np.maximum(rows, 0)], -1).astype(np.int32)
+
+    def order(self, candidates: Candidates, num_threads: int = 0) -> npt.NDArray[np.int64]:
         # A ranker that did not beat the first-stage order on its held-out users (too little
         # data: a toy dataset) is not used; the first-stage order is the ranking then.
-        if head.any() and self.ranker.metrics.get("beats_baseline", True):
-            scores[head] = self.ranker.predict(candidates.features[head], num_threads=num_threads)
-        return candidates.top(scores, k)
+        use = bool(self.ranker.metrics.get("beats_baseline", True))
+        return order_rows(
+            self.ranker, candidates.features, candidates.indptr, self.config.depth, use, num_threads
+        )
 
     def recommend(
         self,
