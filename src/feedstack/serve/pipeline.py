@@ -269,7 +269,9 @@ class FeedPipeline:
             except DataError as exc:  # a model that does not fit its lists: degrade
                 log.warning("ranking with model %s failed: %s", model.version, exc)
                 reason = "model_mismatch"
-            if down and ranked is not None:
+            # An interactions ranker reads no user features (its lists carry all it needs):
+            # without the online store its feed is the same, not a degraded one.
+            if down and ranked is not None and not model.interactions:
                 reason = "user_features_down"
         if ranked is None:
             ranked = self._fallback(snap, region, excluded, at_s, k, model)

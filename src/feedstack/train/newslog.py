@@ -125,9 +125,8 @@ class NewsLog:
 
         arts, profiles = rows("article_published"), rows("user_profile")
         imps, clicks = rows("impression"), rows("click")
-        if imps.num_rows == 0:
-            raise InputError("the log has no impressions: nothing to train a ranker on")
-
+        # A log without impressions (clicks only: an interaction log) is valid here; the news
+        # recipe refuses it (train/project.py), the interactions recipe needs only the clicks.
         # Articles: published ones in publish order, then any seen only in impressions/clicks.
         arts = arts.sort_by([("publish_time", "ascending"), ("article_id", "ascending")])
         first = pc.index_in(arts["article_id"], value_set=pc.unique(arts["article_id"]))
@@ -169,7 +168,7 @@ class NewsLog:
 
         user_value_set = pa.array(user_ids, pa.string())
         item_value_set = pa.array(article_ids, pa.string())
-        k = int(pc.max(pc.list_value_length(imps["item_ids"])).as_py())
+        k = int(pc.max(pc.list_value_length(imps["item_ids"])).as_py() or 0)
         lengths = pc.list_value_length(imps["item_ids"]).to_numpy()
         flat = pc.index_in(pc.list_flatten(imps["item_ids"]), value_set=item_value_set)
         items = np.full((imps.num_rows, k), -1, dtype=np.int64)
@@ -197,9 +196,10 @@ class NewsLog:
         c_pos = clicks["position"].to_numpy(zero_copy_only=False)
         c_pos = np.where(np.isnan(c_pos.astype(np.float64)), -1, c_pos).astype(np.int64)
         linked = c_request >= 0
-        where = items[np.where(linked, c_request, 0)] == c_item[:, None]
-        found = np.where(where.any(axis=1), where.argmax(axis=1), -1)
-        c_pos = np.where((c_pos < 0) & linked, found, c_pos)
+        if imps.num_rows:
+            where = items[np.where(linked, c_request, 0)] == c_item[:, None]
+            found = np.where(where.any(axis=1), where.argmax(axis=1), -1)
+            c_pos = np.where((c_pos < 0) & linked, found, c_pos)
         click_table = Clicks(
             _index(clicks["user_id"], user_value_set),
             c_item,

@@ -41,7 +41,9 @@ def table(
         rows.append(
             {
                 "model": name,
-                "trees": int(params.get("num_boost_round", 0)),
+                "trees": int(
+                    params.get("num_boost_round", ranker.metrics.get("best_iteration", 0))
+                ),
                 "leaves": int(params.get("num_leaves", 0)),
                 f"ndcg@{k}": round(models[name][f"ndcg@{k}"], 4),
                 f"recall@{k}": round(models[name].get(f"recall@{k}", float("nan")), 4),
