@@ -56,6 +56,11 @@ def test_evaluate_json(tmp_path: Path) -> None:
     assert "beats_baseline" in doc["fit"]["ranker"]
     assert doc["candidate_recall@30"] >= doc["recall@5"]
     assert doc["users"] == 90
+    # It scored the saved model, loaded back: the artifact is named and reproduces its scores.
+    assert doc["model_version"].startswith("interactions-")
+    assert Path(doc["artifact"]).name == doc["model_version"]
+    assert Path(doc["artifact"]).parent == tmp_path / "proj" / "evaluated"
+    assert doc["verified"] and all(doc["verified"].values())
     recorded = list((tmp_path / "proj" / "measurements").glob("evaluate-*.json"))
     assert len(recorded) == 1
     assert orjson.loads(recorded[0].read_bytes())["result"]["recall@5"] == doc["recall@5"]
