@@ -142,3 +142,21 @@ def test_too_few_interactions_and_unknown_recipe_are_usage_errors(tmp_path: Path
     assert "auto, news, interactions" in err
     code, _, err = cli("train", "-p", str(p), "--recipe", "news")
     assert code == 2 and "no impressions" in err
+
+
+def test_bench_gowalla_serve_on_a_tiny_log(tmp_path: Path) -> None:
+    """``feedstack bench gowalla-serve`` at a tiny size: every step runs, the API answers."""
+    write_clusters(tmp_path / "train.txt")
+    code, out, err = cli(
+        "bench", "gowalla-serve", "--train", str(tmp_path / "train.txt"), "--users", "40",
+        "--rate", "40", "--duration", "2", "--work", str(tmp_path / "work"),
+        "-p", str(tmp_path / "m"), "--json",
+    )  # fmt: skip
+    assert code == 0, err
+    doc = orjson.loads(out)
+    assert doc["data"]["users"] == 40 and doc["model_version"].startswith("interactions-")
+    assert doc["candidates"]["users"] == 40
+    assert doc["errors"] == 0 and doc["serve"]["feed"]["total_requests"] == 80
+    assert 0 < doc["p50_ms"] <= doc["p99_ms"]
+    assert set(doc["seconds"]) == {"ingest", "train", "candidates", "serve_bench", "total"}
+    assert list((tmp_path / "m" / "measurements").glob("bench-gowalla-serve-*.json"))

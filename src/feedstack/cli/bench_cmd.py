@@ -42,6 +42,10 @@ TARGETS = {
     "bench-gowalla": [
         "Recall@20 >= 0.190 and NDCG@20 >= 0.160 on test.txt; fit + eval <= 5 min; peak <= 8 GB",
     ],
+    "bench-gowalla-serve": [
+        "the Gowalla interaction log served as a user would run it (init, ingest, train, "
+        "candidates build, serve): p99 <= 15 ms at 300 requests/s, no errors",
+    ],
     "bench-world": [
         "100,000 users / ~1,000,000 events generated in <= 60 s",
         "1,000,000 users streamed to disk with peak memory <= 2 GB",
@@ -303,6 +307,13 @@ def all_(
             console.print("[bold]bench gowalla[/bold] (train.txt -> test.txt)")
             res = run_gowalla_bench(gowalla_dir, split="test")
             records.append(measurements.record("bench-gowalla", res))
+            from feedstack.bench.gowalla_serve import run_gowalla_serve_bench
+
+            console.print("[bold]bench gowalla-serve[/bold] (10,000 users: train, build, serve)")
+            res = run_gowalla_serve_bench(
+                gowalla_dir / "train.txt", Path(work) if work else Path("bench-out"), say=_say
+            )
+            records.append(measurements.record("bench-gowalla-serve", res))
         for rec in records:
             measurements.save(folder, rec)
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -421,6 +432,7 @@ REPORT_KINDS = (
     "bench-stream",
     "bench-features",
     "bench-gowalla",
+    "bench-gowalla-serve",
     "bench-request-path",
     "bench-soak",
     "serve-targets",
@@ -469,6 +481,33 @@ def gowalla(
         if not data.is_dir():
             raise InputError(f"--data {data}: no such folder")
         record_measurement("bench-gowalla", run_gowalla_bench(data, split=split), project, as_json)
+
+
+@app.command("gowalla-serve")
+def gowalla_serve(
+    train: Path = typer.Option(
+        Path("../shared/data/gowalla/train.txt"), "--train", help="LightGCN-format interactions."
+    ),
+    users: int = typer.Option(10_000, "--users", min=2, help="First N users of the file."),
+    rate: float = typer.Option(300.0, "--rate", min=1.0, help="Feed requests per second."),
+    duration: float = typer.Option(20.0, "--duration", min=1.0, help="Seconds at that rate."),
+    work: Path = typer.Option(Path("bench-out"), "--work", help="Folder for the project."),
+    project: Path | None = ProjectOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """An interaction log served end to end: init, ingest (lightgcn), train (interactions),
+    candidates build, serve; p99 of the feed API at RATE. Records kind "bench-gowalla-serve"."""
+    from feedstack.bench.gowalla_serve import run_gowalla_serve_bench
+
+    with cli_errors():
+        res = run_gowalla_serve_bench(
+            train, work, users=users, rate=rate, duration_s=duration, say=_say
+        )
+        record_measurement("bench-gowalla-serve", res, project, as_json)
+
+
+def _say(message: str) -> None:
+    console.print(f"[dim]{message}[/dim]", highlight=False)
 
 
 @app.command("report")
