@@ -45,7 +45,17 @@ def test_train_json_selects_a_model_whose_artifacts_reproduce(project: Path) -> 
     assert doc["budget_ms"] == pytest.approx(2.0)  # 1/60 of the default spec's 120 ms p95
     ev = doc["evaluation"]
     assert ev["requests_with_history"] > 0 and 0 < ev["candidate_recall"] <= 1
-    assert set(ev["candidate_recall_by_source"]) == {"covisit", "content", "trending"}
+    # ALS and the graph filter are offered; the table is always reported, the recipe's own
+    # sources always stay, and the evaluation scores exactly the kept ones.
+    src = doc["sources"]
+    assert set(src["table"]) == {"covisit", "content", "trending", "als", "gfcf"}
+    assert {"covisit", "content", "trending"} <= set(src["kept"])
+    for name, row in src["table"].items():
+        assert 0 <= row["unique_recall"] <= row["recall"] <= 1
+        assert row["kept"] == (name in src["kept"])
+        if name in ("als", "gfcf"):
+            assert row["kept"] == (row["unique_recall"] >= src["min_unique_recall"])
+    assert set(ev["candidate_recall_by_source"]) == set(src["kept"])
     assert "logged" in ev["expected_clicks"]  # the world's ground truth was applied
     assert len(doc["examination"]["probs"]) == 10
 

@@ -304,3 +304,39 @@ def test_popular_fast_select_equals_full_scan() -> None:
         slow = CandidateSource.select(src, scores.copy(), k, data.matrix)
         np.testing.assert_array_equal(fast[0], slow[0])
         np.testing.assert_array_equal(fast[1], slow[1])
+
+
+def test_source_audit_keeps_an_offered_source_only_for_what_it_alone_finds() -> None:
+    from feedstack.train.source_audit import SourceAudit
+
+    # Sources: trending (bit 0), als (bit 1), gfcf (bit 2). 10 clicks: trending finds 6, als
+    # finds 3 of which 2 alone, gfcf finds 2 that others find too.
+    audit = SourceAudit(("trending", "als", "gfcf"))
+    bits = np.array([1, 1, 1, 1, 3 | 4, 1 | 4, 2, 2], dtype=np.uint32)
+    audit.add(bits, 10, bits)
+    kept = audit.decide(0.1)
+    assert kept == ("trending", "als")
+    table = audit.table(kept)
+    assert table["als"] == {"recall": 0.3, "unique_recall": 0.2, "kept": True}
+    assert table["gfcf"]["recall"] == 0.2 and table["gfcf"]["unique_recall"] == 0.0
+    assert not table["gfcf"]["kept"]
+    assert audit.decide(0.5) == ("trending",)  # the recipe's own source always stays
+    rows = audit.rows_found_by(("trending",))
+    assert rows.tolist() == [True, True, True, True, True, True, False, False]
+
+
+@pytest.mark.parametrize("trainer", [TRAINERS[1][0], TRAINERS[2][0]], ids=["als", "gfcf"])
+def test_items_added_after_fit_score_zero_and_leave_the_rest(
+    trainer: SourceTrainer, data: InteractionData
+) -> None:
+    """A news model's offered sources meet articles published after training (candidate build)."""
+    source = trainer.fit(data)
+    users, history = users_and_history(data, [0, 1, 5])
+    before = source.feature_scores(users, history)
+    source.add_items(3)  # type: ignore[attr-defined]
+    assert source.n_items == N + 3
+    wide = sp.csr_matrix((history.data, history.indices, history.indptr), shape=(3, N + 3))
+    after = source.feature_scores(users, wide)
+    for name in source.feature_names:
+        np.testing.assert_allclose(after[name][:, :N], before[name], rtol=1e-5, atol=1e-6)
+        assert not after[name][:, N:].any()

@@ -139,6 +139,22 @@ def _print(result: dict[str, Any]) -> None:
             highlight=False,
         )
         return
+    sources = result.get("sources")
+    if sources:
+        kept = Table(
+            title="candidate sources, label window (kept: unique recall >= "
+            f"{sources['min_unique_recall']})"
+        )
+        for column in ("source", "recall", "unique recall", "kept"):
+            kept.add_column(column)
+        for name, row in sources["table"].items():
+            kept.add_row(
+                name,
+                f"{row['recall']:.4f}",
+                f"{row['unique_recall']:.4f}",
+                "yes" if row["kept"] else "no",
+            )
+        console.print(kept)
     ev = result["evaluation"]
     console.print(
         f"blend NDCG@10 {result['lift']['blend_ndcg@10']:.4f} -> ranker "

@@ -375,6 +375,8 @@ class NewsRecipe(_Section):
     min_unique_recall: float = Field(0.005, ge=0, le=1)
     offer_als: bool = Field(True, description="offer ALS to the news blend")
     offer_graph_filter: bool = Field(True, description="offer the item-item graph filter")
+    # A news catalog is small and turns over daily: fewer factors than the interactions recipe.
+    als_factors: int = Field(64, ge=1, le=4096)
 
 
 RECIPES = ("auto", "news", "interactions")

@@ -27,9 +27,11 @@ import scipy.sparse as sp
 
 from feedstack.core.errors import InputError
 from feedstack.core.spec import load_spec
+from feedstack.models.candidates.als import ALSSource
 from feedstack.models.candidates.blend import Blend, BlendConfig, Candidates
 from feedstack.models.candidates.content import ContentSource
 from feedstack.models.candidates.covisit import CovisitSource
+from feedstack.models.candidates.itemitem import ItemItemSource
 from feedstack.models.candidates.trending import GLOBAL, UNKNOWN, TrendingSource
 from feedstack.storage.candidate_cache import CandidateCache, CandidateList, open_candidate_cache
 from feedstack.storage.eventlog import open_event_log
@@ -64,6 +66,8 @@ def extend_sources(model: artifacts.LoadedModel, log: NewsLog) -> int:
             source.add_items(log.n_items - n_model)
         elif isinstance(source, TrendingSource):
             _extend_trending(source, log, new)
+        elif isinstance(source, ALSSource | ItemItemSource):  # offered sources (source_audit)
+            source.add_items(log.n_items - n_model)
     return log.n_items - n_model
 
 

@@ -27,7 +27,7 @@ import hashlib
 import math
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -35,6 +35,7 @@ import numpy.typing as npt
 
 from feedstack.core.errors import InputError
 from feedstack.features.definitions import RECENT_CLICKS, definitions_version
+from feedstack.models.candidates.als import ALSTrainer
 from feedstack.models.candidates.base import CandidateSource
 from feedstack.models.candidates.blend import Blend, BlendConfig
 from feedstack.models.candidates.content import ContentSource, ContentTrainer
@@ -48,6 +49,7 @@ from feedstack.train.newslog import NewsLog
 from feedstack.train.replay import Replay
 from feedstack.train.requests import Requests
 from feedstack.train.slates import RankerSize, fit_ranker, groups
+from feedstack.train.source_audit import OFFERED, SourceAudit, fit_offered
 from feedstack.train.windows import Oracle, Windows, evaluate, label_rows
 
 IntArray = npt.NDArray[np.int64]
@@ -58,7 +60,7 @@ K = 10  # NDCG@10: about one feed screen
 def _default_quotas() -> dict[str, int]:
     # Trending may fill the whole list (it also serves cold users); co-visitation and content
     # get a share each, so that the union is not trending's list alone.
-    return {"covisit": 200, "content": 200, "trending": 500}
+    return {"covisit": 200, "content": 200, "trending": 500, "als": 100, "gfcf": 100}
 
 
 def _default_sizes() -> tuple[RankerSize, ...]:
@@ -96,6 +98,11 @@ class NewsConfig:
     latency_rows: int = 500
     latency_repeats: int = 300
     seed: int = 0
+    # Interactions sources offered to the blend, kept when their unique candidate recall on
+    # the label window reaches ``min_unique_recall`` (train/source_audit.py).
+    offered: tuple[str, ...] = OFFERED
+    min_unique_recall: float = 0.005
+    als: ALSTrainer = field(default_factory=lambda: ALSTrainer(factors=64, iterations=8))
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -112,6 +119,8 @@ class NewsConfig:
             "negatives": self.negatives,
             "drop_features": list(self.drop_features),
             "history": {"length": RECENT_CLICKS, "decay": HISTORY_DECAY},
+            "offered": list(self.offered),
+            "min_unique_recall": self.min_unique_recall,
             "seed": self.seed,
         }
 
@@ -175,20 +184,39 @@ def run(
     say(f"content: fitting on the {n_fit} articles published before the label window")
     content: ContentSource = config.content.fit(log.texts[:n_fit], f"articles<{w.label_s:.0f}")
     content.add_items(log.texts[n_fit:])
-    replay = Replay(log, content, config.covisit, config.trending)
-    blend = Blend(replay.sources, BlendConfig(config.candidates, dict(config.quotas)))
-    every = (*blend.feature_names, *CONTEXT_FEATURES)
+    static = fit_offered(log, w.label_s, config.offered, replace(config.als, seed=config.seed))
+    if static:
+        say(f"offered sources {[s.name for s in static]}: fitted on the clicks before the label")
+    replay = Replay(log, content, config.covisit, config.trending, static)
+    offered_blend = Blend(replay.sources, BlendConfig(config.candidates, dict(config.quotas)))
+    every = (*offered_blend.feature_names, *CONTEXT_FEATURES)
     names = tuple(n for n in every if n not in config.drop_features)
     cols = np.array([every.index(n) for n in names], dtype=np.int64)
     requests = Requests(log)
 
     say("replaying the warm-up and label windows")
     t0 = time.perf_counter()
+    audit = SourceAudit(tuple(s.name for s in replay.sources))
     rows = label_rows(
-        replay, blend, requests, w, max_age_s, config.negatives, names, cols, config.seed
-    )
+        replay, offered_blend, requests, w, max_age_s, config.negatives, names, cols,
+        config.seed, audit,
+    )  # fmt: skip
     features, request, position, clicked = rows.arrays()
     replay_s = time.perf_counter() - t0
+    # Keep the sources that earn their place; train on what a blend of those gives.
+    kept = audit.decide(config.min_unique_recall)
+    source_table = audit.table(kept)
+    say(f"sources kept {list(kept)} of {list(audit.names)}")
+    kept_sources = [s for s in replay.sources if s.name in kept]
+    blend = Blend(kept_sources, BlendConfig(config.candidates, dict(config.quotas)))
+    every = (*blend.feature_names, *CONTEXT_FEATURES)
+    kept_names = tuple(n for n in every if n not in config.drop_features)
+    take = np.array([names.index(n) for n in kept_names], dtype=np.int64)
+    found = audit.rows_found_by(kept)
+    features = np.ascontiguousarray(features[found][:, take])
+    request, position, clicked = request[found], position[found], clicked[found]
+    names = kept_names
+    cols = np.array([every.index(n) for n in names], dtype=np.int64)
     curve = estimate_examination(log, w.eval_s, config.context_bucket_s)
     say(f"examination curve (e(0) = 1): {np.round(curve.probs, 3).tolist()}")
     debiased = groups(request, position, clicked, curve if config.debias else None, config.ips_clip)
@@ -236,6 +264,13 @@ def run(
         "data": data,
         "examination": curve.to_json(),
         "evaluation": metrics,
+        "sources": {
+            "offered": list(audit.names),
+            "kept": list(kept),
+            "min_unique_recall": config.min_unique_recall,
+            "window": "label",
+            "table": source_table,
+        },
         "content": _content_quality(content, log.article_topic, n_fit),
         "latency": {
             "rows": config.latency_rows,
@@ -267,15 +302,13 @@ def run(
     }
     users = _check_users(log)
     check = artifacts.check_arrays(
-        replay.sources,
+        kept_sources,
         rankers[selected],
         sample[: config.latency_rows],
         users,
         replay.histories(users),
     )
-    return NewsTraining(
-        replay.sources, blend.config, rankers, selected, curve, names, result, check
-    )
+    return NewsTraining(kept_sources, blend.config, rankers, selected, curve, names, result, check)
 
 
 def estimate_examination(

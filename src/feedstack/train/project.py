@@ -12,6 +12,7 @@ from typing import Any
 
 from feedstack.core.errors import InputError
 from feedstack.core.spec import RECIPES, load_spec
+from feedstack.models.candidates.als import ALSTrainer
 from feedstack.storage.offline import open_offline_store
 from feedstack.train import artifacts, selection
 from feedstack.train.clean_log import load_clean_log
@@ -37,7 +38,22 @@ def train_project(
     if chosen not in RECIPES:
         raise InputError(f"--recipe: unknown recipe {chosen!r}; valid: {', '.join(RECIPES)}")
     extra: dict[str, Any] = {} if sizes is None else {"sizes": sizes}
+    news = spec.train.news
+    offered = (
+        *(("als",) if news.offer_als else ()),
+        *(("gfcf",) if news.offer_graph_filter else ()),
+    )
+    r = spec.train.interactions
+    als = ALSTrainer(
+        factors=news.als_factors,
+        iterations=r.als_iterations,
+        regularization=r.als_regularization,
+        alpha=r.als_alpha,
+    )
     config = NewsConfig(
+        offered=offered,
+        min_unique_recall=news.min_unique_recall,
+        als=als,
         max_age_h=spec.serve.max_age_h,
         candidates=spec.serve.candidates_per_user,
         warmup_hours=warmup_hours,

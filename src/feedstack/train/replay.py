@@ -14,6 +14,8 @@ features are refreshed every bucket would.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import numpy.typing as npt
 import scipy.sparse as sp
@@ -43,8 +45,10 @@ class Replay:
         content: ContentSource,
         covisit: CovisitTrainer,
         trending: TrendingTrainer,
+        static: Sequence[CandidateSource] = (),
     ) -> None:
         self.log = log
+        self.static = list(static)  # fitted once (train/source_audit.py); nothing to advance
         self.now_s = log.start_s
         self.agg = FeatureAggregator()
         self.content = content
@@ -61,7 +65,7 @@ class Replay:
 
     @property
     def sources(self) -> list[CandidateSource]:
-        return [self.covisit, self.content, self.trending]
+        return [self.covisit, self.content, self.trending, *self.static]
 
     def advance(self, to_s: float) -> None:
         """Apply every event with a time in [now_s, to_s)."""

@@ -27,6 +27,7 @@ from feedstack.train.replay import Replay
 from feedstack.train.requests import Requests, sample_unshown, serve, shown_positions
 from feedstack.train.scoreboard import Scoreboard, slate_dcg
 from feedstack.train.slates import LabelRows
+from feedstack.train.source_audit import SourceAudit
 
 IntArray = npt.NDArray[np.int64]
 FloatMatrix = npt.NDArray[np.float32]
@@ -77,9 +78,11 @@ def label_rows(
     names: tuple[str, ...],
     cols: IntArray,
     seed: int,
+    audit: SourceAudit | None = None,
 ) -> LabelRows:
     """Training rows of the label window: shown candidates, plus ``negatives`` never-shown
-    candidates per request (the ranker orders all candidates, not only what was shown)."""
+    candidates per request (the ranker orders all candidates, not only what was shown). With
+    an ``audit``, the sources that found each clicked candidate (train/source_audit.py)."""
     rows = LabelRows(names)
     imp = replay.log.impressions
     rng = np.random.default_rng(seed)
@@ -94,6 +97,9 @@ def label_rows(
             req = sel[cands.row_user()][keep]
             clicked = (pos[keep] >= 0) & requests.clicked[req, np.maximum(pos[keep], 0)]
             rows.add(np.ascontiguousarray(feats[keep][:, cols]), req, pos[keep], clicked)
+            if audit is not None:
+                bits = cands.sources[keep]
+                audit.add(bits[clicked], int(requests.clicked[sel].sum()), bits)
         b += w.bucket_s
     return rows
 

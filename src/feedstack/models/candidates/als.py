@@ -78,6 +78,17 @@ class ALSSource(CandidateSource):
         self._params = dict(params)
         self._solver: Any = None
 
+    def add_items(self, n: int) -> None:
+        """``n`` items new since the fit (articles published later): zero factors, score 0,
+        as ALS gives an item nobody interacted with."""
+        if n <= 0:
+            return
+        pad = np.zeros((n, self.item_factors.shape[1]), dtype=np.float32)
+        self.item_factors = np.ascontiguousarray(np.vstack([self.item_factors, pad]))
+        self._scores_right = np.ascontiguousarray(self.item_factors.T)
+        self.n_items += n
+        self._solver = None
+
     def user_factors(self, history: sp.csr_matrix) -> FloatMatrix:
         """The ALS user step for each row of ``history``, item factors fixed."""
         with threadpool_limits(1, "blas"):

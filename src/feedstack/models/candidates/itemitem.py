@@ -140,6 +140,18 @@ class ItemItemSource(CandidateSource):
         self._left = (vectors * inv_sqrt[:, None]).astype(np.float32)
         self._right = np.ascontiguousarray((vectors * np.sqrt(degree)[:, None]).T, dtype=np.float32)
 
+    def add_items(self, n: int) -> None:
+        """``n`` items new since the fit (articles published later): no co-interactions and no
+        singular-vector weight, so every score of theirs is 0."""
+        if n <= 0:
+            return
+        normalized = sp.csr_matrix(self.normalized, copy=True)
+        normalized.resize((normalized.shape[0], self.n_items + n))
+        vectors = np.vstack([self.vectors, np.zeros((n, self.vectors.shape[1]), np.float32)])
+        self.__init__(  # type: ignore[misc]
+            self.name, self.n_items + n, self.data_hash, normalized, vectors, self._params
+        )
+
     @property
     def feature_names(self) -> tuple[str, ...]:
         return (self.name, f"{self.name}_linear", f"{self.name}_ideal", f"{self.name}_nearest")
