@@ -247,10 +247,19 @@ def stage_train(ctx: DemoContext) -> dict[str, Any]:
     oracle = NewsWorld(load_world_config(ctx.world_dir)).expected_clicks_many
     hours = 24.0 if ctx.days >= 3 else ctx.days * 8.0
     result = train_project(
-        ctx.project, warmup_hours=hours, eval_hours=hours, repeats=100, oracle=oracle
+        ctx.project, warmup_hours=hours, eval_hours=hours, repeats=100, oracle=oracle, recipe="news"
     )
     measurements.save(ctx.project / "measurements", measurements.record("train", result))
-    keep = ("version", "model_dir", "selected", "budget_ms", "lift", "selection")
+    keep = (
+        "recipe",
+        "version",
+        "model_dir",
+        "selected",
+        "budget_ms",
+        "lift",
+        "selection",
+        "sources",
+    )
     return {k: result[k] for k in keep if k in result} | {
         "candidate_recall": result["evaluation"].get("candidate_recall"),
     }
