@@ -217,7 +217,7 @@ def _serve_one(
 
     try:
         run_server(svc, guard, metrics, host, http_port, grpc_port, on_ready=ready,
-                   reuse_port=worker)  # fmt: skip
+                   reuse_port=worker, project=root)  # fmt: skip
     except OSError as exc:
         raise InputError(f"cannot listen: {exc}") from None
     finally:
