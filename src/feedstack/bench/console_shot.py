@@ -141,12 +141,16 @@ class LiveConsole:
 
 
 def tiny_project(root: Path, users: int = 300, articles: int = 150, seed: int = 5) -> Path:
-    """A simulated world ingested, trained (one small ranker) and its candidates cached."""
+    """A simulated world ingested, its features backfilled into the online store, trained (one
+    small ranker) and its candidates cached."""
     import yaml
 
     from feedstack.core.spec import load_spec, write_default_spec
+    from feedstack.features.backfill import backfill_log
+    from feedstack.features.feast_store import open_feature_sink
     from feedstack.ingest.pipeline import Ingestor
     from feedstack.ingest.readers import read_jsonl
+    from feedstack.storage.eventlog import open_event_log
     from feedstack.train.candidate_cache import build_candidate_cache
     from feedstack.train.project import train_project
     from feedstack.train.slates import RankerSize
@@ -163,6 +167,13 @@ def tiny_project(root: Path, users: int = 300, articles: int = 150, seed: int = 
     doc.setdefault("serve", {})["clock"] = "log"
     doc["api"] = {"rate_per_key_per_s": 100_000.0, "burst_per_key": 100_000}
     path.write_text(yaml.safe_dump(doc), encoding="utf-8")
+    sink = open_feature_sink(project)
+    log = open_event_log(load_spec(project).backends.event_log, project)
+    try:
+        backfill_log(log, sink)
+    finally:
+        log.close()
+        sink.close()
     train_project(project, warmup_hours=6, eval_hours=6, sizes=(RankerSize(8, 3),), repeats=5)
     build_candidate_cache(project)
     return project
@@ -199,8 +210,10 @@ def console_server(
         def users() -> None:
             seed = 0
             while not stop.is_set():
-                run_live_traffic(url, world, start, api_key=front, duration_s=3.0,
-                                 rate_per_s=rate_per_s, speed=60.0, threads=2, seed=seed)  # fmt: skip
+                run_live_traffic(
+                    url, world, start, api_key=front, duration_s=3.0,
+                    rate_per_s=rate_per_s, speed=60.0, threads=2, seed=seed,
+                )  # fmt: skip
                 seed += 1
 
         def strangers() -> None:  # users the model never saw: the cold-user fallback
