@@ -185,12 +185,16 @@ def stage_rollout(ctx: DemoContext) -> dict[str, Any]:
 
 def stage_monitor(ctx: DemoContext) -> dict[str, Any]:
     """Alert rules and dashboard from the spec (checked by promtool when installed), and the
-    drift + slowdown scenario: injected after a steady simulated hour, when was each caught."""
+    drift + slowdown scenario: injected after a steady simulated hour, when was each caught,
+    by the scenario's own evaluation and by a real Prometheus (``prometheus``: the alerts read
+    back from its API, seconds from the injection to firing)."""
     from feedstack.monitor.stage import run_monitor_stage
 
     result = run_monitor_stage(load_spec(ctx.project), ctx.project / "monitor", seed=ctx.seed)
     _record(ctx, "drift", result["scenario"])
-    return {k: result[k] for k in ("headline", "files", "promtool")}
+    if "skipped" not in result["prometheus"]:
+        _record(ctx, "prometheus-alerts", result["prometheus"])
+    return {k: result[k] for k in ("headline", "files", "promtool", "prometheus")}
 
 
 def stage_report(ctx: DemoContext) -> dict[str, Any]:

@@ -31,7 +31,7 @@ from typing import Any
 
 import yaml
 
-from feedstack.core.errors import BackendUnavailable, NotSupported
+from feedstack.core.errors import BackendUnavailable, InputError, NotSupported
 
 INSTALL_HINT = "prometheus is not installed: apt-get install prometheus (Debian/Ubuntu)"
 CONFIG, RULES = "prometheus.yml", "rules.yml"
@@ -210,13 +210,20 @@ def api_get(base_url: str, path: str, timeout_s: float = 5.0) -> Any:
     return body["data"]
 
 
-def wait_ready(url: str, timeout_s: float, proc: subprocess.Popen[bytes] | None = None) -> None:
+def wait_ready(
+    url: str,
+    timeout_s: float,
+    proc: subprocess.Popen[bytes] | None = None,
+    pid: int | None = None,
+) -> None:
     import httpx
 
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
             raise BackendUnavailable(f"prometheus exited {proc.returncode} before it was ready")
+        if pid is not None and not is_prometheus(pid):
+            raise BackendUnavailable("prometheus exited before it was ready (see prometheus.log)")
         try:
             if httpx.get(url + "/-/ready", timeout=2.0).status_code == 200:
                 return
@@ -227,18 +234,26 @@ def wait_ready(url: str, timeout_s: float, proc: subprocess.Popen[bytes] | None 
 
 
 def start_detached(server: PrometheusServer, timeout_s: float = 60.0) -> int:
-    """Start ``server`` in its own session (it outlives this process); returns its pid."""
+    """Start ``server`` in its own session, outliving this process; returns its pid. A shell
+    starts it in the background and exits, so it is not our child (nothing to reap)."""
     cmd = server.write_files()
-    with (server.workdir / "prometheus.log").open("wb") as log:
-        proc = subprocess.Popen(
-            cmd, stdout=log, stderr=subprocess.STDOUT, cwd=server.workdir, start_new_session=True
-        )
+    log = server.workdir / "prometheus.log"
+    launcher = subprocess.run(
+        ["/bin/sh", "-c", 'exec "$@" >"$LOG" 2>&1 </dev/null & echo $!', "sh", *cmd],
+        capture_output=True,
+        text=True,
+        cwd=server.workdir,
+        env={**os.environ, "LOG": str(log)},
+        start_new_session=True,
+        check=True,
+    )
+    pid = int(launcher.stdout.strip())
     try:
-        wait_ready(server.url, timeout_s, proc)
+        wait_ready(server.url, timeout_s, pid=pid)
     except BaseException:
-        proc.terminate()
+        stop_pid(pid)
         raise
-    return proc.pid
+    return pid
 
 
 def stop_pid(pid: int, timeout_s: float = 20.0) -> bool:
@@ -280,3 +295,82 @@ def _seconds(duration: str) -> float:
     if m is None:
         raise ValueError(f"not a simple duration: {duration!r}")
     return int(m.group(1)) * _SECONDS[m.group(2)]
+
+
+# ---------------------------------------------------------------- feedstack monitor up / down
+STATE_FILE = "state.json"
+
+
+def project_targets(
+    serve_port: int, extra: Sequence[str] = (), worker_metrics_port: int | None = None
+) -> list[Target]:
+    """The serving replicas (the spec's HTTP port on loopback, plus each ``[JOB=]HOST:PORT`` of
+    ``extra``) and the feature worker's metrics port when it exposes one."""
+    targets = [Target("feedstack-serve", f"127.0.0.1:{serve_port}")]
+    for text in extra:
+        job, sep, address = text.rpartition("=")
+        host, colon, port = address.rpartition(":")
+        if not host or not colon or not port.isdigit():
+            raise InputError(f"--target: expected [JOB=]HOST:PORT, got {text!r}")
+        targets.append(Target(job if sep and job else "feedstack-serve", address))
+    if worker_metrics_port is not None:
+        targets.append(Target("feedstack-worker", f"127.0.0.1:{worker_metrics_port}"))
+    return targets
+
+
+def read_state(workdir: Path) -> dict[str, Any] | None:
+    import json
+
+    try:
+        doc: dict[str, Any] = json.loads((workdir / STATE_FILE).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        raise InputError(f"{workdir / STATE_FILE}: unreadable ({exc})") from None
+    return doc
+
+
+def is_prometheus(pid: int) -> bool:
+    """Whether ``pid`` is a running prometheus (a stale pid may since belong to anything)."""
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+    return b"prometheus" in cmdline.split(b"\0")[0]
+
+
+def up(server: PrometheusServer) -> dict[str, Any]:
+    """Start ``server`` detached and record it in ``workdir/state.json``."""
+    import json
+    from datetime import UTC, datetime
+
+    state = read_state(server.workdir)
+    if state is not None and is_prometheus(int(state["pid"])):
+        raise InputError(
+            f"Prometheus is already running at {state['url']} (pid {state['pid']}): "
+            "`feedstack monitor down` first"
+        )
+    pid = start_detached(server)
+    doc = {
+        "pid": pid,
+        "url": server.url,
+        "data_dir": str(server.data_dir),
+        "config": str(server.workdir / CONFIG),
+        "targets": [f"{t.job}={t.address}" for t in server.targets],
+        "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+    path = server.workdir / STATE_FILE
+    path.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
+    return doc
+
+
+def down(workdir: Path) -> dict[str, Any]:
+    """Stop the server ``up`` started there and remove its TSDB folder."""
+    state = read_state(workdir)
+    if state is None:
+        return {"stopped": False, "reason": "no Prometheus was started here"}
+    pid = int(state["pid"])
+    stopped = is_prometheus(pid) and stop_pid(pid)
+    shutil.rmtree(state.get("data_dir") or "", ignore_errors=True)
+    (workdir / STATE_FILE).unlink(missing_ok=True)
+    return {"stopped": stopped, "pid": pid, "url": state.get("url")}
