@@ -33,3 +33,10 @@ def test_demo_runs_every_stage(tmp_path: Path) -> None:
         report
     )
     assert (out / "report" / "report.html").is_file()
+    # A real Prometheus saw the injected slowdown and drift (or the stage said how to install it).
+    prom = doc["results"]["monitor"]["prometheus"]
+    if "skipped" in prom:
+        assert "apt-get install prometheus" in prom["skipped"]
+    else:
+        assert prom["expected_fired"] and prom["false_alarms"] == []
+        assert all(a["seconds_after_injection"] >= 0 for a in prom["alerts"])

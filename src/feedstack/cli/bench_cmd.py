@@ -10,7 +10,7 @@ import orjson
 import typer
 
 from feedstack.bench import measurements
-from feedstack.cli import serve_cmd, stream_cmd, worker_cmd
+from feedstack.cli import console_cmd, serve_cmd, stream_cmd, worker_cmd
 from feedstack.cli.common import (
     JsonOption,
     ProjectOption,
@@ -307,6 +307,7 @@ def all_(
             measurements.save(folder, rec)
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(render(records, TARGETS, NOTES), encoding="utf-8")
+        console_cmd.screenshot_for_bench(out.parent / "console.png", work)
         if as_json:
             emit_json({"out": str(out), "results": {r["kind"]: r["result"] for r in records}})
         else:
@@ -469,6 +470,9 @@ def gowalla(
         if not data.is_dir():
             raise InputError(f"--data {data}: no such folder")
         record_measurement("bench-gowalla", run_gowalla_bench(data, split=split), project, as_json)
+
+
+app.command("console")(console_cmd.bench_console)
 
 
 @app.command("report")
