@@ -175,11 +175,22 @@ def run_live_scenario(
             finally:
                 watcher.stop()
             health = prom.targets_health()
+            scraped = _feed_requests_by_job(prom)
             url = prom.url
     finally:
         httpd.shutdown()
         httpd.server_close()
-    return scenario, _summary(watcher, pub.injected_at, health, url, live, began)
+    summary = _summary(watcher, pub.injected_at, health, url, live, began)
+    return scenario, summary | {"feed_requests_seen": scraped}
+
+
+def _feed_requests_by_job(prom: PrometheusServer) -> dict[str, float]:
+    """The feed requests Prometheus holds per scrape job (cumulative, as last scraped)."""
+    try:
+        rows = prom.query('sum by (job) (feedstack_requests_total{endpoint="feed"})')
+    except Exception:
+        return {}
+    return {str(r["metric"].get("job")): float(r["value"][1]) for r in rows}
 
 
 def _summary(

@@ -172,6 +172,13 @@ class PrometheusServer:
     def alerts(self) -> list[dict[str, Any]]:
         return list(api_get(self.url, "/api/v1/alerts")["alerts"])
 
+    def query(self, expr: str) -> list[dict[str, Any]]:
+        """An instant query's vector: ``[{"metric": {...}, "value": [t, "v"]}, ...]``."""
+        import urllib.parse
+
+        data = api_get(self.url, "/api/v1/query?query=" + urllib.parse.quote(expr))
+        return list(data["result"])
+
     def targets_health(self) -> list[dict[str, Any]]:
         active = api_get(self.url, "/api/v1/targets")["activeTargets"]
         return [
