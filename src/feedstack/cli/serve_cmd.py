@@ -135,7 +135,8 @@ def _print_ready(info: dict[str, Any], as_json: bool) -> None:
     else:
         workers = f" ({info['workers']} workers)" if info.get("workers", 1) > 1 else ""
         console.print(
-            f"serving HTTP on {info['http']} (docs {info['http']}/docs), "
+            f"serving HTTP on {info['http']} (docs {info['http']}/docs, "
+            f"console {info['http']}/console), "
             f"gRPC on {info['grpc']}{workers}"
         )
 
