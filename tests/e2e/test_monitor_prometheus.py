@@ -129,3 +129,13 @@ def test_monitor_up_scrapes_the_serving_port_and_down_stops_it(tmp_path: Path) -
     assert down.exit_code == 0 and orjson.loads(down.stdout)["stopped"] is True
     assert not is_prometheus(state["pid"])
     assert not list((project / "monitor" / "prometheus").glob("tsdb-*"))
+
+
+def test_monitor_up_names_a_bad_target_and_down_without_up_is_a_no_op(tmp_path: Path) -> None:
+    project = tmp_path / "p"
+    write_default_spec(project)
+    bad = runner.invoke(app, ["monitor", "up", "-p", str(project), "--target", "nohost"])
+    assert bad.exit_code == 2 and "--target" in bad.stderr and "nohost" in bad.stderr
+    assert not (project / "monitor" / "prometheus" / "state.json").exists()
+    down = runner.invoke(app, ["monitor", "down", "-p", str(project), "--json"])
+    assert down.exit_code == 0 and orjson.loads(down.stdout)["stopped"] is False
