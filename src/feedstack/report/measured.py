@@ -35,6 +35,8 @@ KINDS = (
     "live",
     "bench-request-path",
     "bench-scale-batch",
+    "rollout-demo",
+    "abtest-live",
 )
 
 HOW_TO_MEASURE = {
@@ -52,6 +54,8 @@ HOW_TO_MEASURE = {
     "bench-abtest": "feedstack bench abtest --json",
     "bench-rollout": "feedstack bench rollout --json",
     "live": "feedstack demo (live traffic stage)",
+    "rollout-demo": "feedstack demo (rollout stage)",
+    "abtest-live": "feedstack demo (abtest stage), or feedstack experiment status --json",
     "bench-request-path": "feedstack bench serve-inproc --json",
     "bench-scale-batch": "feedstack bench scale --json",
     # No benchmark records these yet: they stay the spec's assumption until one does.
