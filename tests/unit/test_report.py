@@ -135,7 +135,7 @@ def test_report_files_sections_labels_and_plots(records: Path, tmp_path: Path) -
     assert sum("`feedstack train` at 2026-11-24T08:03:00+00:00" in n for n in notes) == 1
     numbers = re.findall(r"<table class='numbers'>.*?</table>", html, re.S)
     assert numbers and not any("<th>source</th>" in t for t in numbers)
-    assert "title=\"measured: train-" in html
+    assert 'title="measured: train-' in html
     answers = stored["problem"]["answers"]
     assert answers["p95_ms"]["verdict"] == "meets"  # the live run: 40 ms
     assert answers["freshness_s"]["verdict"] == "meets"  # 1.5 s

@@ -93,6 +93,7 @@ def status(
     as_json: bool = JsonOption,
 ) -> None:
     """CTR and dwell per arm, lift with its interval, sample-size guidance, SRM check."""
+    from feedstack.registry.ab_status import experiment_status
     from feedstack.registry.experiment import list_experiments
 
     with cli_errors():
@@ -109,31 +110,6 @@ def status(
             emit_json(result)
         else:
             _print_status(result)
-
-
-def experiment_status(root: Path, name: str) -> dict[str, Any]:
-    """``status``'s result: the analysis of the experiment from the project's event log."""
-    from feedstack.core.spec import load_spec
-    from feedstack.registry.experiment import (
-        ExposureLog,
-        analyze,
-        load_experiment,
-        served_outcomes,
-    )
-    from feedstack.storage.eventlog import iter_log, open_event_log
-
-    spec = load_spec(root)
-    exp = load_experiment(root, name)
-    logged = ExposureLog(root, name).read()
-    log = open_event_log(spec.backends.event_log, root)
-    try:
-        exposures, outcomes = served_outcomes(exp, (rec.event for rec in iter_log(log)), logged)
-    finally:
-        log.close()
-    result = analyze(exp, outcomes, spec)
-    result["exposures"] = len(exposures)
-    result["exposures_served"] = len(exposures) - len(logged)
-    return result
 
 
 def _print_status(result: dict[str, Any]) -> None:

@@ -65,7 +65,7 @@ def stage_abtest(ctx: DemoContext) -> dict[str, Any]:
     """Champion vs challenger, 50/50, on live simulated traffic through `feedstack serve`."""
     from feedstack.bench.live import run_live_traffic
     from feedstack.bench.serve import ServerProcess, wait_ready
-    from feedstack.cli.experiment_cmd import experiment_status
+    from feedstack.registry.ab_status import experiment_status
     from feedstack.registry.experiment import (
         Arm,
         running_experiment,
