@@ -89,6 +89,11 @@ def scale(ctx: Context) -> Section:
             continue
         if INPUT_KIND[name] == "spec":
             s.missing.append(f"{name}: no benchmark records it yet; spec cost.fallback.{name}")
+        elif _recorded(ctx, INPUT_KIND[name]):  # measured, but no record gives the input
+            s.missing.append(
+                f"{name}: the {INPUT_KIND[name]} records do not give it (for serve: no run "
+                f"within the p95 objective without errors); cost.fallback.{name} assumed"
+            )
         else:
             s.need(HOW_TO_MEASURE[INPUT_KIND[name]], f"{name} (cost.fallback.{name} assumed)")
     auto = plan["autoscale"]
@@ -130,6 +135,10 @@ def scale(ctx: Context) -> Section:
          "Daily traffic curve and the autoscaled fleet")
     )  # fmt: skip
     return s
+
+
+def _recorded(ctx: Context, kind: str) -> bool:
+    return ctx.m.get(kind) is not None or (kind == "serve" and bool(ctx.m.serve_runs))
 
 
 # Settings echoed into a record (the simulated world, the policy) are not results.

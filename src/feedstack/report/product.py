@@ -213,6 +213,10 @@ def _expected_clicks(ctx: Context) -> tuple[float, float, str, str] | None:
 
 def metrics(ctx: Context) -> Section:
     s = Section("metrics", "Metrics")
+    s.decision = (
+        "Offline: NDCG@10 and recall@K on held-out logged clicks, and expected clicks on the "
+        "simulated world's ground truth; online: CTR per arm of an A/B through the server."
+    )
     train = ctx.m.get("train")
     if train is not None:
         for path, unit in (
@@ -260,7 +264,9 @@ def metrics(ctx: Context) -> Section:
         s.add("extra_value_usd_per_month", usd)
         target = ctx.spec.kpi.ctr_lift_min
         s.findings.append(
-            f"CTR lift on the simulated world's ground truth: {lift.value:+.1%} "
+            f"Offline, against the logging policy (not the launch number: that is the A/B "
+            f"against the champion, first page): expected-click lift on the simulated world's "
+            f"ground truth {lift.value:+.1%} "
             f"({'meets' if lift.value >= target else 'below'} the {target:.0%} target): "
             f"{per_day.value:,.0f} more clicks a day at the spec's traffic, "
             f"${usd.value:,.0f} a month at ${value.value:g} a click."
