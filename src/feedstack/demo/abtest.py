@@ -32,7 +32,8 @@ if TYPE_CHECKING:
 EXPERIMENT = "live-ab"
 RATE_PER_S = 40.0
 SPEED = 360.0  # simulated seconds per wall second, as the demo's live run
-MIN_SECONDS = 30.0  # an A/B needs more requests than a latency run
+# An A/B needs more requests than a latency run: twice the demo's online measurement length.
+LENGTH_FACTOR = 2.0
 
 
 def _challenger_size(train: dict[str, Any]) -> Any:
@@ -95,7 +96,7 @@ def stage_abtest(ctx: DemoContext) -> dict[str, Any]:
     key = secrets.token_hex(16)
     env = dict(os.environ, FEEDSTACK_API_KEYS=api_key_entry(key, "feeds", "events"))
     args = ["serve", "--project", str(ctx.project), "--port", "0", "--grpc-port", "0", "--json"]
-    seconds = max(MIN_SECONDS, ctx.online_seconds)
+    seconds = LENGTH_FACTOR * ctx.online_seconds
     try:
         server = ServerProcess(args, env)
         try:
