@@ -216,6 +216,8 @@ def rollout_story(ctx: Context, s: Section) -> bool:
                 s.add("rollout-demo.bad_canary.minutes", q)
         if good:
             lift = good.get("measured_ctr_lift")
+            if isinstance(lift, dict):  # {"estimate", "low", "high", ...}
+                lift = lift.get("estimate")
             steps = " > ".join(f"{st[2]:g}" for st in good.get("steps") or [] if len(st) > 2)
             rows.append(["canary: better ranker", "simulated", good.get("outcome"),
                          f"after {good.get('minutes')} min (shares {steps}); measured CTR lift "
