@@ -13,25 +13,27 @@ import html
 from collections.abc import Mapping
 from pathlib import Path
 
-# key: (x, y, width, label); height is fixed. Coordinates in px of a 960 x 430 canvas.
+# key: (x, y, width, label); height is fixed. Coordinates in px of a 960 x 380 canvas, laid out
+# so that no arrow crosses a box.
 BOXES: dict[str, tuple[int, int, int, str]] = {
-    "clients": (20, 30, 150, "clients: feeds, events"),
-    "ingest": (20, 120, 150, "ingest: validate, dead-letter"),
-    "log": (20, 210, 150, "event log (Redis/Kafka)"),
-    "worker": (210, 210, 170, "stream worker: features"),
-    "online": (210, 300, 170, "online store (Feast, Redis)"),
-    "offline": (20, 300, 150, "offline store (Parquet)"),
-    "train": (420, 300, 160, "train + model selection"),
-    "candidates": (420, 210, 160, "candidate cache (batch)"),
-    "registry": (620, 300, 150, "registry: champion"),
-    "serve": (420, 30, 350, "feedstack serve: candidates > features > rank > filter"),
-    "impression": (420, 120, 160, "impression + arm logged"),
-    "abtest": (620, 120, 150, "canary, A/B (hash)"),
-    "monitor": (810, 120, 130, "monitor: SLO, drift"),
-    "plan": (810, 300, 130, "plan: cost, cores"),
+    "clients": (20, 20, 150, "clients: feeds, events"),
+    "serve": (400, 20, 360, "feedstack serve: candidates > features > rank > filter"),
+    "abtest": (790, 20, 150, "canary, A/B (hash)"),
+    "ingest": (20, 110, 150, "ingest: validate, dead-letter"),
+    "impression": (200, 110, 170, "impression + arm logged"),
+    "log": (20, 200, 150, "event log (Redis/Kafka)"),
+    "worker": (200, 200, 170, "stream worker: features"),
+    "online": (400, 200, 170, "online store (Feast, Redis)"),
+    "candidates": (600, 200, 160, "candidate cache (batch)"),
+    "monitor": (790, 200, 150, "monitor: SLO, drift"),
+    "offline": (20, 290, 150, "offline store (Parquet)"),
+    "train": (400, 290, 170, "train + model selection"),
+    "registry": (600, 290, 160, "registry: champion"),
+    "plan": (790, 290, 150, "plan: cost, cores"),
 }
 ARROWS: tuple[tuple[str, str], ...] = (
     ("clients", "ingest"),
+    ("clients", "serve"),
     ("ingest", "log"),
     ("log", "worker"),
     ("worker", "online"),
@@ -41,7 +43,6 @@ ARROWS: tuple[tuple[str, str], ...] = (
     ("train", "registry"),
     ("candidates", "serve"),
     ("online", "serve"),
-    ("clients", "serve"),
     ("serve", "impression"),
     ("impression", "log"),
     ("registry", "abtest"),
@@ -50,7 +51,7 @@ ARROWS: tuple[tuple[str, str], ...] = (
     ("monitor", "plan"),
 )
 HEIGHT = 46
-WIDTH, CANVAS_H = 960, 400
+WIDTH, CANVAS_H = 960, 380
 
 
 def _center(key: str) -> tuple[float, float]:
