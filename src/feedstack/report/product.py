@@ -45,6 +45,9 @@ def ctr_lift_answer(ctx: Context) -> tuple[Quantity | None, str]:
         sig = "significant" if r.get("significant") else "not significant"
         truth = r.get("true_lift")
         true_text = f"; the world's true lift {truth:+.1%}" if isinstance(truth, float) else ""
+        need = r.get("users_per_arm_needed")
+        if not r.get("significant") and isinstance(need, int | float):
+            true_text += f"; ~{need:,.0f} users per arm would detect the target lift"
         return q, (
             f"{q.value:+.1%} [{r['lift_low']:+.1%}, {r['lift_high']:+.1%}] ({level:.0%} interval, "
             f"{sig}; SRM p = {r['srm_p_value']:.2g}) for challenger {r['challenger_size']} vs "
