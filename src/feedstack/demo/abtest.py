@@ -3,8 +3,9 @@
 1. The challenger: the ranker retrained at the model-selection table's runner-up size (the most
    accurate other size), a new model folder beside the champion. It is not a ``train`` record:
    the report's model section stays the champion's.
-2. The champion pinned as the serving rollout state (``feedstack deploy``'s file), so the newest
-   folder (the challenger) does not become what every server serves.
+2. The champion (the model the train stage saved, whose candidate cache was built) pinned as the
+   serving rollout state (``feedstack deploy``'s file), so the newest folder (the challenger) does
+   not become what every server serves.
 3. An experiment ``live-ab``: control = champion, b = challenger, 50/50 by a stable hash of the
    user id (``feedstack experiment start``).
 4. ``feedstack serve`` in a child process; the simulated users (bench/live.py) request feeds, click
@@ -73,7 +74,7 @@ def stage_abtest(ctx: DemoContext) -> dict[str, Any]:
         start_experiment,
         stop_experiment,
     )
-    from feedstack.registry.state import RolloutState, load_rollout, save_rollout
+    from feedstack.registry.state import RolloutState, save_rollout
     from feedstack.serve.auth import api_key_entry
     from feedstack.world import NewsWorld, load_world_config
 
@@ -81,10 +82,10 @@ def stage_abtest(ctx: DemoContext) -> dict[str, Any]:
     if rec is None:
         raise RuntimeError("no train measurement: the A/B needs the champion")
     train = rec["result"]
-    state = load_rollout(ctx.project)
-    champion = state.champion if state is not None else str(train["version"])
-    if state is None:
-        save_rollout(ctx.project, RolloutState(champion=champion))
+    # The champion is the model this run trained and built the candidate cache for (a rerun into
+    # the same folder must not keep a previous run's rollout state).
+    champion = str(train["version"])
+    save_rollout(ctx.project, RolloutState(champion=champion))
     challenger = _train_challenger(ctx, train)
     now = datetime.now(UTC)
     arms = [Arm("control", champion, 0.5), Arm("b", challenger["version"], 0.5)]
