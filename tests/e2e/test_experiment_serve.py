@@ -173,3 +173,16 @@ def test_served_exposures_path_is_pure(tmp_path: Path) -> None:
     got = exposures_from_impressions("e1", [imp("1", "e1", "b"), imp("2", "e2", "b"),
                                             imp("3", None, None)])  # fmt: skip
     assert [(e.request_id, e.arm) for e in got] == [("1", "b")]
+
+
+def test_impression_json_is_unchanged_without_an_experiment() -> None:
+    """Regression: the new optional fields printed as null changed every impression's canonical
+    bytes (the world generator's fast encoder no longer matched event_to_json)."""
+    from feedstack.core.events import event_to_json, parse_event_json
+
+    plain = Impression(event_id="i", event_time=NOW, request_id="r", user_id="u",
+                       item_ids=["a"], model_version="m")  # fmt: skip
+    assert b"experiment" not in event_to_json(plain) and b"arm" not in event_to_json(plain)
+    served = plain.model_copy(update={"experiment": "ab", "arm": "b"})
+    back = parse_event_json(event_to_json(served))
+    assert isinstance(back, Impression) and (back.experiment, back.arm) == ("ab", "b")

@@ -68,9 +68,10 @@ class Impression(_Event):
     item_ids: list[Id] = Field(min_length=1)
     model_version: Label
     # Set when the request was served under a running A/B test (registry/experiment.py): the
-    # experiment's analysis reads its exposures from these.
-    experiment: Label | None = None
-    arm: Label | None = None
+    # experiment's analysis reads its exposures from these. Left out of the JSON when unset, so
+    # the canonical bytes of every other impression stay what they were.
+    experiment: Label | None = Field(None, exclude_if=lambda v: v is None)
+    arm: Label | None = Field(None, exclude_if=lambda v: v is None)
 
 
 class Click(_Event):
