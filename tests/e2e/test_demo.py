@@ -28,6 +28,11 @@ def test_demo_runs_every_stage(tmp_path: Path) -> None:
     live = doc["results"]["serve"]
     assert live["ok"] == live["requests"] > 0 and live["events_accepted"] == live["events_posted"]
     assert doc["results"]["rollout"]["bad_canary"]["outcome"] == "rolled_back"
+    # The A/B through the live server: both arms served, exposures logged with the impressions,
+    # and the report's CTR-lift answer is that A/B's (against the champion).
+    ab = doc["results"]["abtest"]
+    assert ab["exposures"] > 0 and all(n > 0 for n in ab["users"])
+    assert ab["champion"] != ab["challenger"]
     report = orjson.loads((out / "report" / "report.json").read_bytes())
     assert {"problem", "metrics", "data", "model", "serve", "scale", "monitor", "cost"} <= set(
         report
@@ -40,3 +45,5 @@ def test_demo_runs_every_stage(tmp_path: Path) -> None:
     else:
         assert prom["expected_fired"] and prom["false_alarms"] == []
         assert all(a["seconds_after_injection"] >= 0 for a in prom["alerts"])
+    lift = report["problem"]["answers"]["ctr_lift"]["value"]
+    assert lift is not None and "abtest-live" in lift["source"]

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from feedstack.core.spec import load_spec, write_default_spec
-from feedstack.demo import online
+from feedstack.demo import abtest, online
 from feedstack.demo.backends import Backends
 from feedstack.ingest.pipeline import Ingestor
 from feedstack.ingest.readers import check_inputs, read_events
@@ -268,6 +268,7 @@ STAGES: list[Stage] = [
     ("candidates", "batch job: top candidates per user into the cache", online.stage_candidates),
     ("register", "register the model in MLflow with its lineage", online.stage_register),
     ("serve", "serve over HTTP; live simulated users click and post events", online.stage_serve),
+    ("abtest", "A/B through feedstack serve: champion vs a challenger", abtest.stage_abtest),
     (
         "serve_bench",
         "load benchmark at 300 requests/s (separate process)",

@@ -35,6 +35,9 @@ KINDS = (
     "live",
     "bench-request-path",
     "bench-scale-batch",
+    "rollout-demo",
+    "abtest-live",
+    "bench-stream",
 )
 
 HOW_TO_MEASURE = {
@@ -52,6 +55,9 @@ HOW_TO_MEASURE = {
     "bench-abtest": "feedstack bench abtest --json",
     "bench-rollout": "feedstack bench rollout --json",
     "live": "feedstack demo (live traffic stage)",
+    "rollout-demo": "feedstack demo (rollout stage)",
+    "bench-stream": "feedstack demo --backends scale (stream stage)",
+    "abtest-live": "feedstack demo (abtest stage), or feedstack experiment status --json",
     "bench-request-path": "feedstack bench serve-inproc --json",
     "bench-scale-batch": "feedstack bench scale --json",
     # No benchmark records these yet: they stay the spec's assumption until one does.
@@ -211,9 +217,15 @@ def plan_inputs(m: Measurements, spec: Spec) -> dict[str, Quantity]:
 
 
 def _freshness(m: Measurements) -> tuple[dict[str, Any], float] | None:
-    """The production backend's lag (redis) when measured, else the embedded one's."""
+    """The production backend's lag (redis) when measured, else the scale run's (Kafka, a
+    consumer group of feature workers: ``demo --backends scale``), else the embedded one's."""
     by = {str(r["result"].get("backend")): r for r in m.freshness}
-    for backend in ("redis", "sqlite"):
+    stream = m.get("bench-stream")
+    if stream is not None:  # {"runs": {"2w_5000eps": {..., "lag_p99_ms": ...}}}
+        runs = [r for r in (stream["result"].get("runs") or {}).values() if isinstance(r, dict)]
+        if runs and _num(runs[0], "lag_p99_ms") is not None:
+            by.setdefault("kafka", {**stream, "result": {"backend": "kafka", **runs[0]}})
+    for backend in ("redis", "kafka", "sqlite"):
         rec = by.get(backend)
         if rec is not None and (p99 := _num(rec["result"], "lag_p99_ms")) is not None:
             return rec, p99

@@ -74,6 +74,7 @@ class FeedOut(BaseModel):
     user_id: str
     model_version: str
     arm: str
+    experiment: str | None = None  # the running A/B test that chose the arm, if any
     fallback: str | None
     items: list[FeedItemOut]
 
@@ -97,6 +98,7 @@ def feed_body(feed: Feed, fallback: str | None = None) -> bytes:
             "user_id": feed.user_id,
             "model_version": feed.model_version,
             "arm": feed.arm,
+            "experiment": feed.experiment,
             "fallback": fallback,
             "items": [
                 {"item_id": i.item_id, "score": i.score, "source": i.source, "position": i.position}

@@ -15,6 +15,7 @@ from feedstack.ingest.pipeline import Ingestor
 from feedstack.ingest.validate import Validator
 from feedstack.monitor.metrics import ServingMetrics
 from feedstack.serve.clock import LogClock
+from feedstack.serve.experiments import ExperimentRouter
 from feedstack.serve.models import ServingModels, load_models
 from feedstack.serve.pipeline import FeedPipeline, UserFeatures
 from feedstack.serve.user_store import PerThreadUserFeatures
@@ -32,8 +33,9 @@ def build_service(
     require_model: bool = False,
 ) -> FeedPipeline:
     """The project's feed service: its models (the rollout's champion and challenger, else the
-    newest), candidate cache, online store, in-memory item features (replayed from the event
-    log, then followed by a background thread when ``background``) and ingest pipeline.
+    newest; the running A/B test's arms), candidate cache, online store, in-memory item features
+    (replayed from the event log, then followed by a background thread when ``background``) and
+    ingest pipeline.
 
     ``clock`` (tests) overrides the spec's ``serve.clock``. Without a trained model it still
     answers, from the fallback lists, and reports not ready (``require_model`` makes that a
@@ -47,6 +49,7 @@ def build_service(
         if require_model:
             raise
         models = None
+    experiments = ExperimentRouter.load(project, models)
     repo = FeastRepo.from_spec(project)
     timeout_s = budgets["user_features"] / 1000.0
     store: UserFeatures
@@ -77,4 +80,5 @@ def build_service(
         metrics=metrics,
         clock=feed_clock,
         background=background,
+        experiments=experiments,
     )
