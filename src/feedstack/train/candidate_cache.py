@@ -31,6 +31,7 @@ from feedstack.models.candidates.content import ContentSource
 from feedstack.models.candidates.covisit import CovisitSource
 from feedstack.models.candidates.trending import GLOBAL, UNKNOWN, TrendingSource
 from feedstack.storage.candidate_cache import CandidateCache, CandidateList, open_candidate_cache
+from feedstack.storage.candidate_codec import Catalog
 from feedstack.storage.eventlog import open_event_log
 from feedstack.storage.offline import open_offline_store
 from feedstack.train import artifacts
@@ -124,6 +125,7 @@ class CandidateJob:
         self.dead = ~np.asarray((age >= 0) & (age < max_age_s), dtype=bool)  # NaN: never published
         self.version = str(meta.get("version") or model.folder.name)
         self.version_folder = model.folder.name
+        self.catalog = Catalog.of(log.article_ids)  # every list indexes the log's articles
         self.articles_added = 0
         self.quarantined = 0  # offline rows set aside as unusable (see load_job)
 
@@ -149,6 +151,7 @@ class CandidateJob:
                 cands.source_names,
                 np.ascontiguousarray(cands.features[lo:hi]),
                 cands.feature_names,
+                self.catalog,
             )
         return out
 
