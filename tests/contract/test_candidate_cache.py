@@ -16,7 +16,7 @@ from feedstack.storage.candidate_cache import (
     encode,
     open_candidate_cache,
 )
-from feedstack.storage.candidate_codec import Catalog
+from feedstack.storage.candidate_codec import Catalog, round_trip_columns
 from tests.conftest import REDIS_URL
 
 BACKENDS = ["memory", "sqlite", "redis"]
@@ -225,3 +225,12 @@ def _one() -> tuple[np.ndarray, np.ndarray, tuple[str, ...], np.ndarray, tuple[s
 def test_unknown_scheme_names_the_valid_ones(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="memory, sqlite, redis"):
         open_candidate_cache("s3://bucket", tmp_path)
+
+
+def test_training_measures_the_values_serving_reads() -> None:
+    """round_trip_columns (what training scores the ranker on) equals a real entry's decode."""
+    c = lists(300, seed=9)
+    got = decode(encode(c, Catalog.of(c.items)), lambda cid: Catalog.of(c.items))
+    back = round_trip_columns([c.scores] + [c.features[:, j] for j in range(3)])
+    assert back[0].tobytes() == got.scores.tobytes()
+    assert np.stack(back[1:], axis=1).tobytes() == got.features.tobytes()

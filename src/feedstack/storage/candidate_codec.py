@@ -360,3 +360,18 @@ def _decode_v1(raw: bytes) -> Decoded:
         tuple(str(x) for x in h["features"]),
         None,
     )
+
+
+def round_trip_columns(columns: Sequence[F32], bits: int = QUANT_BITS) -> list[F32]:
+    """The columns (first-stage score first, then each feature) as an ``FSC2`` entry returns
+    them: the same codes and decoding as ``encode_v2``/``decode_any`` (a test checks), without
+    the ids. Lets training measure a ranker on the values serving will read."""
+    done: list[tuple[dict[str, Any], F32]] = []
+    back: list[F32] = []
+    for col in columns:
+        col = np.ascontiguousarray(col, dtype=np.float32)
+        spec, data = _code(col, done, bits)
+        done.append((spec, col))
+        value, _ = _decode_column(spec, data, 0, col.size, back)
+        back.append(value)
+    return back
