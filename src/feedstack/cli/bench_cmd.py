@@ -10,7 +10,7 @@ import orjson
 import typer
 
 from feedstack.bench import measurements
-from feedstack.cli import serve_cmd, stream_cmd, worker_cmd
+from feedstack.cli import replicas_cmd, serve_cmd, stream_cmd, worker_cmd
 from feedstack.cli.common import (
     JsonOption,
     ProjectOption,
@@ -386,6 +386,7 @@ app.command("freshness")(worker_cmd.bench_freshness)
 app.command("stream")(stream_cmd.bench_stream)
 app.command("worker")(worker_cmd.bench_worker)
 app.command("serve")(serve_cmd.bench_serve)
+app.command("replicas")(replicas_cmd.bench_replicas)
 
 
 # What a reader of docs/benchmarks.md must know beside the numbers (kept with the code that

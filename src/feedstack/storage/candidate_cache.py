@@ -62,6 +62,7 @@ class CandidateList:
     # The ids the encoding indexes (default: the ids of the lists put together); set by decode.
     catalog: Catalog | None = field(default=None, compare=False)
     raw: bytes | None = field(default=None, compare=False, repr=False)  # as decoded (FSC2)
+    group: str | None = None  # whose shared catalog tables apply (the user's region), if any
 
     def __post_init__(self) -> None:
         n = len(self.items)
@@ -103,7 +104,7 @@ def encode(c: CandidateList, catalog: Catalog | None = None) -> bytes:
         return c.raw  # a decoded list re-put: the same bytes (quantizing is not idempotent)
     return encode_v2(
         c.version, c.built_at_s, c.items, c.scores, c.sources, c.source_names,
-        c.features, c.feature_names, cat,
+        c.features, c.feature_names, cat, c.group,
     )  # fmt: skip
 
 
@@ -114,7 +115,7 @@ def decode(raw: bytes, resolve: Callable[[str], Catalog] | None = None) -> Candi
     d = decode_any(raw, resolve)
     return CandidateList(
         d.version, d.built_at_s, d.items, d.scores, d.sources, d.source_names, d.features,
-        d.feature_names, d.catalog, raw if raw[:4] == MAGIC_V2 else None,
+        d.feature_names, d.catalog, raw if raw[:4] == MAGIC_V2 else None, d.group,
     )  # fmt: skip
 
 
@@ -131,7 +132,7 @@ def with_catalogs(
         if c.catalog is None and shared is not None:
             c = CandidateList(
                 c.version, c.built_at_s, c.items, c.scores, c.sources, c.source_names,
-                c.features, c.feature_names, shared,
+                c.features, c.feature_names, shared, None, c.group,
             )  # fmt: skip
         if c.catalog is not None:
             cats[c.catalog.id] = c.catalog

@@ -29,7 +29,7 @@ import hashlib
 import math
 import struct
 import zlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -41,19 +41,25 @@ from feedstack.core.errors import DataError
 
 MAGIC_V1 = b"FSC1"
 MAGIC_V2 = b"FSC2"
-CATALOG_MAGIC = b"FSK1"
+CATALOG_MAGIC = b"FSK2"
 QUANT_BITS = 8  # bits of a quantized column (``q`` code)
 _HEAD = struct.Struct("<4sI")
+_F32, _U32 = struct.Struct("<f"), struct.Struct("<I")
 _SPECIAL = 3  # top codes of a ``q`` column: NaN, +inf, -inf
 F32 = npt.NDArray[np.float32]
 
 
 @dataclass(frozen=True, eq=False)
 class Catalog:
-    """One version's article ids in a fixed order; lists store indices into it."""
+    """One version's article ids in a fixed order (lists store indices into it), optionally the
+    lists' source and feature names (``schema``: then an entry need not repeat them) and
+    *shared tables*: a feature's value for every article as one group of users sees it (e.g.
+    trending per region), so a column equal to its group's table costs an entry nothing."""
 
     ids: tuple[str, ...]
-    id: str = ""
+    schema: tuple[tuple[str, ...], tuple[str, ...]] | None = None
+    tables: Mapping[str, F32] = field(default_factory=dict)  # "group/feature" -> [len(ids)]
+    id: str = field(default="", init=False)
     _array: npt.NDArray[np.object_] = field(init=False, repr=False)
     _index: dict[str, int] = field(init=False, repr=False)
 
@@ -61,17 +67,28 @@ class Catalog:
         for item in self.ids:
             if "\x00" in item:
                 raise DataError(f"candidate id {item!r}: contains NUL")
-        digest = hashlib.blake2b("\x00".join(self.ids).encode(), digest_size=8).hexdigest()
-        object.__setattr__(self, "id", digest)
+        for name, table in self.tables.items():
+            if table.shape != (len(self.ids),) or table.dtype != np.float32:
+                raise DataError(f"catalog table {name!r}: {table.shape} {table.dtype}")
+        object.__setattr__(self, "id", hashlib.blake2b(self._body(), digest_size=8).hexdigest())
         object.__setattr__(self, "_array", np.array(self.ids, dtype=object))
         object.__setattr__(self, "_index", {a: i for i, a in enumerate(self.ids)})
 
     @classmethod
-    def of(cls, ids: Sequence[str]) -> Catalog:
-        return cls(tuple(ids))
+    def of(
+        cls,
+        ids: Sequence[str],
+        schema: tuple[Sequence[str], Sequence[str]] | None = None,
+        tables: Mapping[str, F32] | None = None,
+    ) -> Catalog:
+        sch = None if schema is None else (tuple(schema[0]), tuple(schema[1]))
+        return cls(tuple(ids), sch, dict(tables or {}))
 
     def __len__(self) -> int:
         return len(self.ids)
+
+    def table(self, group: str | None, feature: str) -> F32 | None:
+        return None if group is None else self.tables.get(f"{group}/{feature}")
 
     def indices(self, items: Sequence[str]) -> npt.NDArray[np.int64]:
         try:
@@ -85,18 +102,44 @@ class Catalog:
         out: list[str] = self._array.take(idx).tolist()
         return out
 
+    def _body(self) -> bytes:
+        names = sorted(self.tables)
+        head = orjson.dumps(
+            {"n": len(self.ids), "schema": self.schema and list(self.schema), "tables": names}
+        )
+        return b"".join(
+            (
+                struct.pack("<I", len(head)),
+                head,
+                b"".join(np.ascontiguousarray(self.tables[t], "<f4").tobytes() for t in names),
+                "\x00".join(self.ids).encode(),
+            )
+        )
+
     def to_bytes(self) -> bytes:
-        return CATALOG_MAGIC + "\x00".join(self.ids).encode()
+        return CATALOG_MAGIC + self._body()
 
     @classmethod
     def from_bytes(cls, raw: bytes, expected_id: str) -> Catalog:
         if raw[:4] != CATALOG_MAGIC:
             raise DataError(f"catalog {expected_id}: unknown format {raw[:4]!r}")
         try:
-            body = raw[4:].decode()
-        except UnicodeDecodeError:
+            (head_len,) = struct.unpack_from("<I", raw, 4)
+            h = orjson.loads(raw[8 : 8 + head_len])
+            n, at = int(h["n"]), 8 + head_len
+            tables = {}
+            for name in h["tables"]:
+                tables[str(name)] = np.frombuffer(raw, "<f4", n, at).astype(np.float32)
+                at += 4 * n
+            body = raw[at:].decode()
+            schema = h["schema"]
+            cat = cls.of(
+                body.split("\x00") if n else [],
+                None if schema is None else (schema[0], schema[1]),
+                tables,
+            )
+        except (ValueError, TypeError, KeyError, IndexError, struct.error, UnicodeDecodeError):
             raise DataError(f"catalog {expected_id}: corrupt") from None
-        cat = cls(tuple(body.split("\x00")) if body else ())
         if cat.id != expected_id:
             raise DataError(f"catalog {expected_id}: content hashes to {cat.id}")
         return cat
@@ -117,16 +160,19 @@ def _bits(x: float) -> int:
 
 
 def _from_bits(b: int) -> np.float32:
-    return np.array([b], dtype=np.uint32).view(np.float32)[0]
+    return np.float32(_F32.unpack(_U32.pack(b))[0])
 
 
 def _code(
-    col: F32, done: list[tuple[dict[str, Any], F32]], bits: int
+    col: F32, done: list[tuple[dict[str, Any], F32]], bits: int, shared: F32 | None = None
 ) -> tuple[dict[str, Any], bytes]:
-    """The cheapest code for ``col`` given the columns already coded (their specs, originals)."""
+    """The cheapest code for ``col`` given the columns already coded (their specs, originals)
+    and, when the catalog has one for this column and group, the shared table's values."""
     n = col.size
     if n == 0 or np.all(col.view(np.uint32) == col.view(np.uint32)[0]):
         return {"c": "const", "b": _bits(col[0]) if n else 0}, b""
+    if shared is not None and np.array_equal(col.view(np.uint32), shared.view(np.uint32)):
+        return {"c": "lookup"}, b""
     finite = np.isfinite(col)
     if finite.all() and np.all(col == np.round(col)):
         lo, hi = float(col.min()), float(col.max())
@@ -155,7 +201,13 @@ def _code(
     codes[np.isnan(col)] = top + 1
     codes[col == np.inf] = top + 2
     codes[col == -np.inf] = top + 3
-    return {"c": "q", "bits": bits, "lo": _bits(lo), "step": _bits(step)}, _pack(codes, bits)
+    # A column in list order (the first-stage score) compresses to almost nothing as steps.
+    d = np.diff(codes)
+    delta = n > 1 and bool(np.all(d <= 0) or np.all(d >= 0))
+    if delta:
+        codes = np.concatenate([codes[:1], d]) % (1 << bits)
+    spec = {"c": "q", "bits": bits, "lo": _bits(lo), "step": _bits(step), "d": delta}
+    return spec, _pack(codes, bits)
 
 
 def _pack(codes: npt.NDArray[np.int64], bits: int) -> bytes:
@@ -165,19 +217,23 @@ def _pack(codes: npt.NDArray[np.int64], bits: int) -> bytes:
     return np.packbits(as_bits.ravel()).tobytes()
 
 
-def _unpack(raw: bytes, at: int, n: int, bits: int) -> tuple[npt.NDArray[np.int64], int]:
+def _unpack(raw: bytes, at: int, n: int, bits: int) -> tuple[npt.NDArray[Any], int]:
     size = math.ceil(n * bits / 8)
     buf = np.frombuffer(raw, np.uint8, size, at)
     if bits == 8:
-        return buf.astype(np.int64), at + size
+        return buf, at + size
     b = np.unpackbits(buf)[: n * bits].reshape(n, bits).astype(np.int64)
     return b @ (1 << np.arange(bits - 1, -1, -1)), at + size
 
 
 def _decode_column(
-    spec: dict[str, Any], body: bytes, at: int, n: int, done: list[F32]
+    spec: dict[str, Any], body: bytes, at: int, n: int, done: list[F32], shared: F32 | None = None
 ) -> tuple[F32, int]:
     kind = spec["c"]
+    if kind == "lookup":
+        if shared is None:
+            raise DataError("candidate cache entry: a shared column its catalog does not have")
+        return shared, at
     if kind == "const":
         return np.full(n, _from_bits(int(spec["b"])), np.float32), at
     if kind == "int":
@@ -196,14 +252,54 @@ def _decode_column(
         if not 2 <= bits <= 8:
             raise DataError(f"candidate cache entry: {bits}-bit column")
         codes, at = _unpack(body, at, n, bits)
+        if spec.get("d"):
+            codes = np.cumsum(codes) % (1 << bits)
         top = (1 << bits) - 1 - _SPECIAL
         lo, step = _from_bits(int(spec["lo"])), _from_bits(int(spec["step"]))
         out = (lo + codes.astype(np.float32) * step).astype(np.float32)
-        out[codes == top + 1] = np.nan
-        out[codes == top + 2] = np.inf
-        out[codes == top + 3] = -np.inf
+        if codes.max(initial=0) > top:
+            out[codes == top + 1] = np.nan
+            out[codes == top + 2] = np.inf
+            out[codes == top + 3] = -np.inf
         return out, at
     raise DataError(f"candidate cache entry: unknown column code {kind!r}")
+
+
+_KINDS = ("const", "int", "mul", "q", "lookup")
+
+
+def _spec_bytes(spec: dict[str, Any]) -> bytes:
+    kind = spec["c"]
+    code = bytes([_KINDS.index(kind)])
+    if kind == "const":
+        return code + struct.pack("<I", spec["b"])
+    if kind == "int":
+        return code + struct.pack("<iB", spec["lo"], spec["w"])
+    if kind == "mul":
+        return code + struct.pack("<HI", spec["of"], spec["b"])
+    if kind == "q":
+        flags = spec["bits"] | (0x80 if spec.get("d") else 0)
+        return code + struct.pack("<BII", flags, spec["lo"], spec["step"])
+    return code
+
+
+def _read_spec(body: bytes, at: int) -> tuple[dict[str, Any], int]:
+    kind = _KINDS[body[at]]
+    at += 1
+    if kind == "const":
+        (b,) = struct.unpack_from("<I", body, at)
+        return {"c": kind, "b": b}, at + 4
+    if kind == "int":
+        lo, w = struct.unpack_from("<iB", body, at)
+        return {"c": kind, "lo": lo, "w": w}, at + 5
+    if kind == "mul":
+        of, b = struct.unpack_from("<HI", body, at)
+        return {"c": kind, "of": of, "b": b}, at + 6
+    if kind == "q":
+        flags, lo, step = struct.unpack_from("<BII", body, at)
+        spec = {"c": kind, "bits": flags & 0x7F, "lo": lo, "step": step, "d": bool(flags & 0x80)}
+        return spec, at + 9
+    return {"c": kind}, at
 
 
 # ----------------------------------------------------------------------------- entries
@@ -217,35 +313,44 @@ def encode_v2(
     features: F32,
     feature_names: Sequence[str],
     catalog: Catalog,
+    group: str | None = None,
     bits: int = QUANT_BITS,
 ) -> bytes:
     n = len(items)
     idx = catalog.indices(items)
     wide = len(catalog) > 2**16
-    parts = [idx.astype("<u4" if wide else "<u2").tobytes(), sources.astype(np.uint8).tobytes()]
     done: list[tuple[dict[str, Any], F32]] = []
     columns = [np.asarray(scores, np.float32)] + [
         np.ascontiguousarray(features[:, j], dtype=np.float32) for j in range(features.shape[1])
     ]
-    specs = []
-    for col in columns:
-        spec, data = _code(col, done, bits)
+    specs: list[bytes] = []
+    data: list[bytes] = []
+    for j, col in enumerate(columns):
+        table = None if j == 0 else catalog.table(group, feature_names[j - 1])
+        spec, raw = _code(col, done, bits, None if table is None else table[idx])
         done.append((spec, col))
-        specs.append(spec)
-        parts.append(data)
-    header = orjson.dumps(
-        {
-            "version": version,
-            "built_at_s": built_at_s,
-            "sources": list(source_names),
-            "features": list(feature_names),
-            "n": n,
-            "catalog": catalog.id,
-            "id_bytes": 4 if wide else 2,
-            "columns": specs,
-        }
+        specs.append(_spec_bytes(spec))
+        data.append(raw)
+    head: dict[str, Any] = {
+        "version": version,
+        "built_at_s": built_at_s,
+        "n": n,
+        "catalog": catalog.id,
+    }
+    if group is not None:
+        head["group"] = group
+    if catalog.schema != (tuple(source_names), tuple(feature_names)):
+        head["sources"], head["features"] = list(source_names), list(feature_names)
+    body = b"".join(
+        (
+            *specs,
+            idx.astype("<u4" if wide else "<u2").tobytes(),
+            sources.astype(np.uint8).tobytes(),
+            *data,
+        )
     )
-    return _HEAD.pack(MAGIC_V2, len(header)) + header + zlib.compress(b"".join(parts), 6)
+    header = orjson.dumps(head)
+    return _HEAD.pack(MAGIC_V2, len(header)) + header + zlib.compress(body, 9)
 
 
 def _header(raw: bytes) -> dict[str, Any] | None:
@@ -278,6 +383,7 @@ class Decoded:
     features: F32
     feature_names: tuple[str, ...]
     catalog: Catalog | None
+    group: str | None = None
 
 
 def decode_any(raw: bytes, resolve: Resolve | None) -> Decoded:
@@ -292,28 +398,40 @@ def decode_any(raw: bytes, resolve: Resolve | None) -> Decoded:
     except DataError:
         raise
     except (ValueError, TypeError, KeyError, IndexError, struct.error, UnicodeDecodeError,
-            zlib.error) as exc:  # fmt: skip
+            zlib.error, OverflowError) as exc:  # fmt: skip
         raise DataError(f"candidate cache entry: corrupt ({type(exc).__name__})") from None
 
 
 def _decode_v2(raw: bytes, h: dict[str, Any], resolve: Resolve) -> Decoded:
     head_len = _HEAD.unpack_from(raw)[1]
     body = zlib.decompress(raw[_HEAD.size + head_len :])
-    n, names = int(h["n"]), tuple(str(x) for x in h["features"])
-    specs = h["columns"]
-    if n < 0 or len(specs) != len(names) + 1:
-        raise DataError(f"candidate cache entry: {len(specs)} column codes for {len(names)}")
     catalog = resolve(str(h["catalog"]))
-    width = int(h["id_bytes"])
-    if width not in (2, 4):
-        raise DataError(f"candidate cache entry: id width {width}")
-    idx = np.frombuffer(body, "<u2" if width == 2 else "<u4", n, 0)
-    at = width * n
+    if "features" in h:
+        source_names = tuple(str(x) for x in h["sources"])
+        names = tuple(str(x) for x in h["features"])
+    elif catalog.schema is not None:
+        source_names, names = catalog.schema
+    else:
+        raise DataError("candidate cache entry: no feature names here or in its catalog")
+    n = int(h["n"])
+    group = h.get("group")
+    if n < 0:
+        raise DataError(f"candidate cache entry: n = {n}")
+    at = 0
+    specs = []
+    for _ in range(len(names) + 1):
+        spec, at = _read_spec(body, at)
+        specs.append(spec)
+    width = 4 if len(catalog) > 2**16 else 2
+    idx = np.frombuffer(body, "<u2" if width == 2 else "<u4", n, at).astype(np.int64)
+    at += width * n
+    items = catalog.take(idx)
     sources = np.frombuffer(body, np.uint8, n, at).copy()
     at += n
     done: list[F32] = []
-    for spec in specs:
-        col, at = _decode_column(spec, body, at, n, done)
+    for j, spec in enumerate(specs):
+        table = None if j == 0 else catalog.table(group, names[j - 1])
+        col, at = _decode_column(spec, body, at, n, done, None if table is None else table[idx])
         done.append(col)
     if at != len(body):
         raise DataError(f"candidate cache entry: {len(body) - at} bytes left over")
@@ -321,13 +439,14 @@ def _decode_v2(raw: bytes, h: dict[str, Any], resolve: Resolve) -> Decoded:
     return Decoded(
         str(h["version"]),
         float(h["built_at_s"]),
-        catalog.take(idx.astype(np.int64)),
+        items,
         done[0],
         sources,
-        tuple(str(x) for x in h["sources"]),
+        source_names,
         np.ascontiguousarray(features, dtype=np.float32),
         names,
         catalog,
+        None if group is None else str(group),
     )
 
 

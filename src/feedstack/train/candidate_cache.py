@@ -31,10 +31,10 @@ from feedstack.models.candidates.content import ContentSource
 from feedstack.models.candidates.covisit import CovisitSource
 from feedstack.models.candidates.trending import GLOBAL, UNKNOWN, TrendingSource
 from feedstack.storage.candidate_cache import CandidateCache, CandidateList, open_candidate_cache
-from feedstack.storage.candidate_codec import Catalog
 from feedstack.storage.eventlog import open_event_log
 from feedstack.storage.offline import open_offline_store
 from feedstack.train import artifacts
+from feedstack.train.candidate_tables import build_catalog, user_group
 from feedstack.train.clean_log import load_clean_log
 from feedstack.train.history import ClickHistory
 from feedstack.train.newslog import NewsLog
@@ -125,7 +125,8 @@ class CandidateJob:
         self.dead = ~np.asarray((age >= 0) & (age < max_age_s), dtype=bool)  # NaN: never published
         self.version = str(meta.get("version") or model.folder.name)
         self.version_folder = model.folder.name
-        self.catalog = Catalog.of(log.article_ids)  # every list indexes the log's articles
+        # Every list indexes the log's articles; trending's per-region columns live here once.
+        self.catalog = build_catalog(model.sources, log, self.blend.feature_names)
         self.articles_added = 0
         self.quarantined = 0  # offline rows set aside as unusable (see load_job)
 
@@ -152,6 +153,8 @@ class CandidateJob:
                 np.ascontiguousarray(cands.features[lo:hi]),
                 cands.feature_names,
                 self.catalog,
+                None,
+                user_group(log, int(users[b])),
             )
         return out
 
