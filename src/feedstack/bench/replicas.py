@@ -43,6 +43,7 @@ from feedstack.core.errors import BackendUnavailable, InputError
 
 HAPROXY = "/usr/sbin/haproxy"
 MAX_REPLICAS = 8
+IDLE_S = 2.0
 
 
 def haproxy_path() -> str | None:
@@ -105,6 +106,32 @@ def user_regions(project: Path) -> dict[str, str]:
     finally:
         log.close()
     return out
+
+
+def item_state_rate(project: Path) -> dict[str, Any]:
+    """What following the log costs a serving process: the project's whole log applied to a
+    fresh article state (features/item_cache.py, the serving process's own code), events per
+    CPU-second of this process."""
+    from feedstack.core.spec import load_spec
+    from feedstack.features.item_cache import ItemFeatureCache
+    from feedstack.features.tail import PollingTail
+    from feedstack.storage.eventlog import open_event_log
+
+    log = open_event_log(load_spec(project).backends.event_log, project)
+    try:
+        cache = ItemFeatureCache(PollingTail(log))
+        cpu0, wall0 = time.process_time(), time.perf_counter()
+        cache.refresh()
+        cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
+    finally:
+        log.close()
+    return {
+        "events": cache.events,
+        "cpu_s": round(cpu, 3),
+        "wall_s": round(wall, 3),
+        "events_per_s": round(cache.events / cpu, 1) if cpu > 0 else None,
+        "us_per_event": round(cpu / cache.events * 1e6, 2) if cache.events else None,
+    }
 
 
 class Balancer:
@@ -189,6 +216,7 @@ def run_replicas_bench(
     from feedstack.core.spec import load_spec
 
     spec = load_spec(project)
+    item_state = item_state_rate(project)  # before the replicas start: this process alone
     users, newest_s = scan_log(project)
     regions = user_regions(project)
     keys, env = bench_keys(project)
@@ -228,19 +256,31 @@ def run_replicas_bench(
             }
             if rate is not None:
                 cfg["rate"] = rate
+            # Warm-up on its own (connections, caches, first requests), then a quiet second
+            # for the replicas' idle cost, then the measured run: the CPU window holds the
+            # measured requests only, as the planner's requests/s per core assumes.
+            warm = {**cfg, "duration_s": max(warmup_s, 0.5), "warmup_s": 0.0}
+            warm.pop("rate", None)
+            run_loadgen(warm, warmup_s + 60.0)
+            idle0, t_idle = tree_cpu_s(pids[0], pids), time.monotonic()
+            time.sleep(IDLE_S)
+            idle1, idle_s = tree_cpu_s(pids[0], pids), time.monotonic() - t_idle
+            before = _stats(stats_port)
             cpu0 = tree_cpu_s(pids[0], pids)
             lb0 = tree_cpu_s(balancer.proc.pid, [balancer.proc.pid])
             began = time.monotonic()
-            feed = run_loadgen(cfg, duration_s + warmup_s + 60.0)
+            feed = run_loadgen({**cfg, "warmup_s": 0.0}, duration_s + 60.0)
             elapsed_s = time.monotonic() - began
             cpu1 = tree_cpu_s(pids[0], pids)
             lb1 = tree_cpu_s(balancer.proc.pid, [balancer.proc.pid])
-            per_replica = _stats(stats_port)
+            after = _stats(stats_port)
+            per_replica = {k: v - before.get(k, 0) for k, v in after.items()}
         finally:
             lb_exit = balancer.stop() if balancer is not None else None
             exits = [s.stop() for s in servers]
     server_cpu = cpu1 - cpu0 if cpu0 is not None and cpu1 is not None else None
     lb_cpu = lb1 - lb0 if lb0 is not None and lb1 is not None else None
+    idle = idle1 - idle0 if idle0 is not None and idle1 is not None else None
     return {
         "replicas": replicas,
         "workers_per_replica": workers,
@@ -265,10 +305,13 @@ def run_replicas_bench(
         "server_cpu_s": round(server_cpu, 3) if server_cpu is not None else None,
         "server_cores": round(server_cpu / elapsed_s, 3) if server_cpu is not None else None,
         "balancer_cpu_s": round(lb_cpu, 3) if lb_cpu is not None else None,
+        # What the replicas burn with no request (following the log, timers): per replica.
+        "idle_cores_per_replica": round(idle / idle_s / replicas, 4) if idle is not None else None,
         "loadgen_cores": feed.get("loadgen_cores"),
         "candidate_cache": spec.backends.candidate_cache.split("://", 1)[0],
         "online_features": spec.backends.online_features.split("://", 1)[0],
         "event_log": spec.backends.event_log.split("://", 1)[0],
         "exit_codes": {"replicas": exits, "balancer": lb_exit},
+        "item_state": item_state,
         "feed": feed,
     }

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import typer
 
@@ -15,22 +14,6 @@ from feedstack.cli.common import (
     record_measurement,
 )
 from feedstack.core.errors import InputError
-
-
-def planner_check(project: Path, result: dict[str, Any]) -> dict[str, Any] | None:
-    """The planner's busy cores for this run's feed rate (requests/s per core at the SLO, from
-    the project's measurements) against the cores the replicas used (CPU / wall time)."""
-    from feedstack.core.spec import load_spec
-    from feedstack.plan.check import check_serving_cores
-    from feedstack.report.measured import resolve
-
-    rps, cpu, wall = result.get("feed_rps"), result.get("server_cpu_s"), result.get("elapsed_s")
-    if not all(isinstance(v, int | float) and v > 0 for v in (rps, cpu, wall)):
-        return None
-    _, inputs = resolve(load_spec(project), project / "measurements")
-    per_core = inputs.rps_per_core_at_slo
-    got = check_serving_cores(float(rps), per_core.value, float(cpu), float(wall))
-    return {**got.to_json(), "rps_per_core_source": per_core.to_json()}
 
 
 def bench_replicas(
@@ -56,6 +39,7 @@ def bench_replicas(
     the cores measured (planner_check, the bar is 25 %).
     """
     from feedstack.bench.replicas import run_replicas_bench
+    from feedstack.demo.replicas import planner_check
 
     with cli_errors():
         root = project_dir(project)

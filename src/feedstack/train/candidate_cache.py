@@ -128,6 +128,9 @@ class CandidateJob:
         # Every list indexes the log's articles; trending's per-region columns live here once.
         self.catalog = build_catalog(model.sources, log, self.blend.feature_names)
         self.articles_added = 0
+        self.model_state_bytes = sum(
+            int(a.nbytes) for s in model.sources for a in s.arrays().values()
+        )
         self.quarantined = 0  # offline rows set aside as unusable (see load_job)
 
     def lists(self, users: IntArray) -> dict[str, CandidateList]:
@@ -248,4 +251,6 @@ def build_candidate_cache(
         "bytes": written,
         "seconds": round(seconds, 3),
         "quarantined": job.quarantined,
+        # What a serving process would hold to retrieve per request (the online pattern).
+        "model_state_bytes": job.model_state_bytes,
     }
