@@ -77,6 +77,7 @@ def haproxy_config(port: int, stats_port: int, servers: list[int]) -> str:
         "backend replicas",
         "    balance url_param region",
         "    hash-type consistent",
+        "    http-reuse always",
         "    option httpchk GET /healthz",
         *(f"    server r{i} 127.0.0.1:{p} check inter 2s" for i, p in enumerate(servers)),
         "listen stats",

@@ -192,12 +192,12 @@ def _code(
                 return {"c": "mul", "of": j, "b": _bits(float(a))}, b""
     top = (1 << bits) - 1 - _SPECIAL
     vals = col[finite]
-    lo = np.float32(vals.min()) if vals.size else np.float32(0.0)
-    hi = np.float32(vals.max()) if vals.size else np.float32(0.0)
-    step = np.float32((hi - lo) / top) if hi > lo else np.float32(0.0)
+    qlo = np.float32(vals.min()) if vals.size else np.float32(0.0)
+    qhi = np.float32(vals.max()) if vals.size else np.float32(0.0)
+    step = np.float32((qhi - qlo) / top) if qhi > qlo else np.float32(0.0)
     codes = np.zeros(n, np.int64)
     if step > 0:
-        codes[finite] = np.clip(np.rint((vals - lo) / step), 0, top).astype(np.int64)
+        codes[finite] = np.clip(np.rint((vals - qlo) / step), 0, top).astype(np.int64)
     codes[np.isnan(col)] = top + 1
     codes[col == np.inf] = top + 2
     codes[col == -np.inf] = top + 3
@@ -206,7 +206,7 @@ def _code(
     delta = n > 1 and bool(np.all(d <= 0) or np.all(d >= 0))
     if delta:
         codes = np.concatenate([codes[:1], d]) % (1 << bits)
-    spec = {"c": "q", "bits": bits, "lo": _bits(lo), "step": _bits(step), "d": delta}
+    spec = {"c": "q", "bits": bits, "lo": _bits(float(qlo)), "step": _bits(float(step)), "d": delta}
     return spec, _pack(codes, bits)
 
 
