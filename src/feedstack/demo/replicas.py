@@ -26,12 +26,14 @@ def planner_check(project: Path, result: dict[str, Any]) -> dict[str, Any] | Non
     from feedstack.plan.check import check_serving_cores
     from feedstack.report.measured import resolve
 
-    rps, cpu, wall = result.get("feed_rps"), result.get("server_cpu_s"), result.get("elapsed_s")
-    if not all(isinstance(v, int | float) and v > 0 for v in (rps, cpu, wall)):
+    got_values = [result.get(k) for k in ("feed_rps", "server_cpu_s", "elapsed_s")]
+    values = [float(v) for v in got_values if isinstance(v, int | float) and v > 0]
+    if len(values) != 3:
         return None
+    rps, cpu, wall = values
     _, inputs = resolve(load_spec(project), project / "measurements")
     per_core = inputs.rps_per_core_at_slo
-    got = check_serving_cores(float(rps), per_core.value, float(cpu), float(wall))
+    got = check_serving_cores(rps, per_core.value, cpu, wall)
     return {**got.to_json(), "rps_per_core_source": per_core.to_json()}
 
 
