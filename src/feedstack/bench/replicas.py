@@ -235,7 +235,7 @@ def run_replicas_bench(
             for server, addr in zip(servers, addrs, strict=True):
                 wait_ready(addr["http"], READY_TIMEOUT_S)
                 # One process serving alone reports its own pid as its worker: count it once.
-                pids += [p for p in (server.proc.pid, *addr.get("pids", [])) if p not in pids]
+                pids = list(dict.fromkeys([*pids, server.proc.pid, *addr.get("pids", [])]))
             port, stats_port = free_port(), free_port()
             config = haproxy_config(port, stats_port, [int(a["http_port"]) for a in addrs])
             balancer = Balancer(config, Path(tmp))
