@@ -22,7 +22,7 @@ from feedstack.plan.quantity import Quantity
 RUNS = "hybrid"  # the pattern feedstack implements and the demo runs
 
 
-def recommend(patterns: list[dict[str, Any]]) -> dict[str, Any]:
+def recommend(patterns: list[dict[str, Any]], budget: float) -> dict[str, Any]:
     """The cheapest pattern that meets the freshness target (all priced alike), and whether it
     is the one the system runs; if not, why the system runs its own."""
     fresh = [p for p in patterns if p["meets_freshness"]] or patterns
@@ -32,7 +32,9 @@ def recommend(patterns: list[dict[str, Any]]) -> dict[str, Any]:
     if best["pattern"] == RUNS:
         out["why"] = (
             f"{RUNS} is the cheapest pattern that meets the freshness target "
-            f"(${ours['monthly_cost_usd']:,.0f}/month)"
+            f"(${ours['monthly_cost_usd']:,.0f}/month, "
+            + ("within" if ours["monthly_cost_usd"] <= budget else "over")
+            + f" the ${budget:,.0f} budget)"
         )
     else:
         out["why"] = (
@@ -123,7 +125,7 @@ def plan(spec: Spec, inputs: PlanInputs) -> dict[str, Any]:
         "plan_to_fit": money["plan_to_fit"],
         "fits_after_cuts": money["fits_after_cuts"],
         "patterns": (patterns := compare(spec, inputs, prices, cap)),
-        "recommended_pattern": recommend(patterns),
+        "recommended_pattern": recommend(patterns, money["budget"].value),
         "autoscale": {
             "policy": spec.traffic.autoscaling.model_dump(),
             "curve": "two daily peaks (8:30, 20:30), mean 1, max = traffic.peak_to_average",
