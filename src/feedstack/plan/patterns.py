@@ -39,7 +39,8 @@ def compare(spec: Spec, inputs: PlanInputs, prices: Prices, cap: Capacity) -> li
     day = simulate(cap.serving_cores_busy.value, ratio, auto, util)
     hybrid = total(monthly_lines(spec, prices, cap, day, Levers()))
     how = f"candidates rebuilt every {c.batch_period_h:g} h; new articles, features: stream"
-    rows.append(_row("hybrid", hybrid, lag_s, lag_s, target_s, how))
+    ok = cap.state_follow_share.value < MAX_FOLLOW_SHARE
+    rows.append(_row("hybrid", hybrid, lag_s, lag_s, target_s, how, ok))
 
     # online: candidate generation per request on the serving cores; no candidate cache. Every
     # serving process holds the candidate sources and keeps them current from the log (as it
@@ -75,7 +76,8 @@ def compare(spec: Spec, inputs: PlanInputs, prices: Prices, cap: Capacity) -> li
         f"({inputs.model_state_bytes.value / 2**20:.0f} MB) and applies the log to them "
         f"(state_follow_share {follow_on.value:.2f})"
     )
-    rows.append(_row("online", online, lag_s, lag_s, target_s, how))
+    feasible = follow_on.value < MAX_FOLLOW_SHARE
+    rows.append(_row("online", online, lag_s, lag_s, target_s, how, feasible))
 
     # batch-offline: serving at the lookup floor; the batch job also ranks every user's feed.
     busy_floor = cap.peak_qps.value / inputs.floor_rps_per_core.value
@@ -100,11 +102,19 @@ def compare(spec: Spec, inputs: PlanInputs, prices: Prices, cap: Capacity) -> li
 
 
 def _row(
-    name: str, cost: Quantity, rank_s: float, feature_s: float, target_s: float, how: str
+    name: str,
+    cost: Quantity,
+    rank_s: float,
+    feature_s: float,
+    target_s: float,
+    how: str,
+    feasible: bool = True,
 ) -> dict[str, Any]:
     return {
         "pattern": name,
         "monthly_cost_usd": round(cost.value, 2),
+        # False: following the log would take more than MAX_FOLLOW_SHARE of every core.
+        "feasible": feasible,
         "ranking_freshness_s": round(rank_s, 3),
         "feature_freshness_s": round(feature_s, 3),
         "meets_freshness": feature_s <= target_s,

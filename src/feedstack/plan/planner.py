@@ -25,7 +25,7 @@ RUNS = "hybrid"  # the pattern feedstack implements and the demo runs
 def recommend(patterns: list[dict[str, Any]], budget: float) -> dict[str, Any]:
     """The cheapest pattern that meets the freshness target (all priced alike), and whether it
     is the one the system runs; if not, why the system runs its own."""
-    fresh = [p for p in patterns if p["meets_freshness"]] or patterns
+    fresh = [p for p in patterns if p["meets_freshness"] and p["feasible"]] or patterns
     best = min(fresh, key=lambda p: float(p["monthly_cost_usd"]))
     ours = next(p for p in patterns if p["pattern"] == RUNS)
     out: dict[str, Any] = {"pattern": best["pattern"], "runs": RUNS}
