@@ -47,3 +47,10 @@ def test_demo_runs_every_stage(tmp_path: Path) -> None:
         assert all(a["seconds_after_injection"] >= 0 for a in prom["alerts"])
     lift = report["problem"]["answers"]["ctr_lift"]["value"]
     assert lift is not None and "abtest-live" in lift["source"]
+    # Two replicas behind HAProxy (sharded by region), the planner's cores checked against them.
+    rep = doc["results"]["replicas"]
+    assert rep["ingest_events_per_s"] > 0
+    if "skipped" not in rep:
+        assert rep["replicas"] == 2 and rep["errors"] == 0
+        assert set(rep["requests_per_replica"]) == {"r0", "r1"}
+        assert rep["planner_check"]["measured_cores"] > 0

@@ -10,7 +10,7 @@ import orjson
 import typer
 
 from feedstack.bench import measurements
-from feedstack.cli import console_cmd, serve_cmd, stream_cmd, worker_cmd
+from feedstack.cli import console_cmd, replicas_cmd, serve_cmd, stream_cmd, worker_cmd
 from feedstack.cli.common import (
     JsonOption,
     ProjectOption,
@@ -51,6 +51,10 @@ TARGETS = {
         "1,000 requests/s and >= 1.5 x the one-thread in-process feeds/s; gRPC within 20 % of "
         "HTTP (every worker of `feedstack serve`, load generator on the same machine, 500 "
         "candidates)",
+    ],
+    "bench-replicas": [
+        "2 serving replicas sharded by region behind HAProxy, the candidate cache in Redis: "
+        "the planner's predicted cores for the load within 25 % of the cores measured",
     ],
     "bench-soak": [
         "10 minutes at 200 requests/s with events: RSS growth <= 1 MB/min after the first two "
@@ -204,6 +208,8 @@ def _serving_benches(quick: bool, work: Path, soak_minutes: float) -> list[dict[
         console.print("[bold]bench serve[/bold] (http, 300 req/s, candidate cache in Redis)")
         res = run_serve_bench(project, protocol="http", rate=300.0, duration_s=seconds)
         out.append(measurements.record("serve", res))
+        console.print("[bold]bench replicas[/bold] (2 replicas behind HAProxy, by region)")
+        out.append(measurements.record("bench-replicas", _replicas(project, seconds, res)))
     finally:
         spec_file.write_text(embedded, encoding="utf-8")
         _drop_redis_prefix(url, prefix)
@@ -240,6 +246,24 @@ def _serving_benches(quick: bool, work: Path, soak_minutes: float) -> list[dict[
     console.print("[bold]monitor scenario[/bold] (drift and slowdown detection)")
     out.append(measurements.record("drift", run_drift_scenario(spec, ScenarioConfig()).summary()))
     return out
+
+
+def _replicas(project: Path, seconds: float, single: dict[str, Any]) -> dict[str, Any]:
+    """Two replicas at the single server's rate; the planner's cores for it from that run's
+    requests/s per core (feeds / the server's cores) against the cores the replicas used."""
+    from feedstack.bench.replicas import haproxy_path, run_replicas_bench
+    from feedstack.plan.check import check_serving_cores
+
+    if haproxy_path() is None:
+        return {"skipped": "haproxy is not installed (Debian package haproxy)"}
+    res = run_replicas_bench(project, replicas=2, rate=300.0, duration_s=seconds)
+    per_core = single["feed_rps"] / single["server_cores"] if single.get("server_cores") else 0
+    if per_core > 0 and res.get("server_cpu_s"):
+        check = check_serving_cores(
+            res["feed_rps"], per_core, res["server_cpu_s"], res["elapsed_s"]
+        )
+        res["planner_check"] = check.to_json() | {"rps_per_core_source": "serve, same project"}
+    return res
 
 
 def _drop_redis_prefix(url: str, prefix: str) -> None:
@@ -387,6 +411,7 @@ app.command("freshness")(worker_cmd.bench_freshness)
 app.command("stream")(stream_cmd.bench_stream)
 app.command("worker")(worker_cmd.bench_worker)
 app.command("serve")(serve_cmd.bench_serve)
+app.command("replicas")(replicas_cmd.bench_replicas)
 
 
 # What a reader of docs/benchmarks.md must know beside the numbers (kept with the code that

@@ -16,6 +16,7 @@ from typing import Any
 from feedstack.core.spec import load_spec, write_default_spec
 from feedstack.demo import abtest, online
 from feedstack.demo.backends import Backends
+from feedstack.demo.replicas import stage_replicas
 from feedstack.ingest.pipeline import Ingestor
 from feedstack.ingest.readers import check_inputs, read_events
 from feedstack.world import WorldConfig, write_world
@@ -273,6 +274,11 @@ STAGES: list[Stage] = [
         "serve_bench",
         "load benchmark at 300 requests/s (separate process)",
         online.stage_serve_bench,
+    ),
+    (
+        "replicas",
+        "2 replicas sharded by region behind HAProxy; the planner checked",
+        stage_replicas,
     ),
     ("freshness", "event -> online feature lag at 5,000 events/s", online.stage_freshness),
     ("stream", "scale mode: 2 workers in a Kafka consumer group", stage_stream),

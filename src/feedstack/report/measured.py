@@ -38,6 +38,7 @@ KINDS = (
     "rollout-demo",
     "abtest-live",
     "bench-stream",
+    "bench-replicas",
 )
 
 HOW_TO_MEASURE = {
@@ -60,6 +61,7 @@ HOW_TO_MEASURE = {
     "abtest-live": "feedstack demo (abtest stage), or feedstack experiment status --json",
     "bench-request-path": "feedstack bench serve-inproc --json",
     "bench-scale-batch": "feedstack bench scale --json",
+    "bench-replicas": "feedstack bench replicas --json",
     # No benchmark records these yet: they stay the spec's assumption until one does.
     "spec": "no benchmark yet; set it in feedstack.yaml",
 }
@@ -76,10 +78,12 @@ INPUT_KIND = {
     "ingest_events_per_s_per_core": "bench-ingest",
     "worker_events_per_s_per_core": "bench-worker",
     "stored_bytes_per_event": "bench-world",
-    "events_per_request": "spec",
+    "events_per_request": "live",
     "rank_ms_per_request": "train",
     "live_articles": "spec",
     "feature_lag_p99_s": "bench-freshness",
+    "item_state_events_per_s_per_core": "bench-replicas",
+    "model_state_bytes": "candidates",
 }
 
 
@@ -302,4 +306,16 @@ _FROM_RECORDS: list[tuple[str, str, str, Extract, str]] = [
      lambda r: _num(r, "worker", "events_per_s"), "worker.events_per_s, one core"),
     ("bench-world", "stored_bytes_per_event", "bytes",
      lambda r: _num(r, "bytes_per_event"), "bytes_per_event of the JSONL log as received"),
+    ("candidates", "model_state_bytes", "bytes", lambda r: _num(r, "model_state_bytes"),
+     "model_state_bytes: the candidate sources' arrays a process would hold"),
+    # The live run: every answered feed logs its impression, and the simulated users post
+    # what they did (clicks, dwells, hides).
+    ("live", "events_per_request", "events/request",
+     lambda r: _ratio(_sum(_num(r, "events_accepted"), _num(r, "ok")), _num(r, "ok")),
+     "(events_accepted + one impression per answered feed) / answered feeds"),
+    ("bench-worker", "item_state_events_per_s_per_core", "events/s/core",
+     lambda r: _num(r, "item_cache", "replay_events_per_s"), "item_cache.replay_events_per_s"),
+    ("bench-replicas", "item_state_events_per_s_per_core", "events/s/core",
+     lambda r: _num(r, "item_state", "events_per_s"),
+     "item_state.events_per_s: the project's log through a serving process's article state"),
 ]  # fmt: skip

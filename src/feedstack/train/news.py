@@ -42,6 +42,7 @@ from feedstack.models.candidates.covisit import CovisitTrainer
 from feedstack.models.candidates.trending import TrendingTrainer
 from feedstack.models.rank.lgbm import Ranker
 from feedstack.train import artifacts, examination, latency, selection
+from feedstack.train.cache_rounding import cache_rounding_effect
 from feedstack.train.context import CONTEXT_FEATURES
 from feedstack.train.history import HISTORY_DECAY
 from feedstack.train.newslog import NewsLog
@@ -253,6 +254,7 @@ def run(
         },
         "lift": selection.lift(metrics["models"], selected, K),
         "compared": {name: _summary(metrics, name) for name in ("blend", selected, "logged")},
+        "cache_rounding": cache_rounding_effect(metrics, selected, K),
         "feature_importance": _importance(rankers[selected]),
         "features_version": definitions_version(),
         "log_hash": _log_hash(log, w.eval_s),
