@@ -122,7 +122,8 @@ def _feature_benches(quick: bool) -> list[dict[str, Any]]:
     """Freshness on the embedded stack and on Redis (Feast as the store of record), worker
     throughput and memory, and the online user-feature lookup."""
     from feedstack.bench.features import run_feature_lookup_bench
-    from feedstack.bench.freshness import run_freshness_bench, run_worker_bench
+    from feedstack.bench.freshness import run_freshness_bench
+    from feedstack.bench.worker_capacity import run_worker_bench
     from feedstack.features.definitions import ONLINE_AT_TICKS
 
     url = _redis_url(True)
