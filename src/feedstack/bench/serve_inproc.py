@@ -13,8 +13,9 @@ The candidates' first-stage features are random numbers of the right names: the 
 is its tree walks over 500 rows, whatever the values. The online store is in memory here (its
 read, 0.14-0.18 ms against Feast's SQLite/Redis, is measured by ``feedstack bench features``).
 
-Target (issue 5): p99 <= 15 ms per request at 300 requests/s through HTTP, >= 600 requests/s,
-one process with models and item features for 100,000 articles in <= 1 GB. This benchmark is
+Target (the serving requirement): p99 <= 15 ms per request at 300 requests/s through HTTP,
+>= 600 requests/s, one process with models and item features for 100,000 articles in <= 1 GB.
+This benchmark is
 the server-side share of that latency; ``feedstack bench serve`` measures over HTTP.
 """
 
