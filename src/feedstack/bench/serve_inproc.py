@@ -97,11 +97,11 @@ def measure_in_process(
     from feedstack.core.spec import load_spec
     from feedstack.features.aggregator import FeatureAggregator
     from feedstack.features.item_cache import ItemFeatureCache
+    from feedstack.features.online_store import MemoryOnlineFeatures
     from feedstack.features.tail import PollingTail
     from feedstack.monitor.metrics import ServingMetrics
     from feedstack.serve.models import load_models
     from feedstack.serve.pipeline import FeedPipeline
-    from feedstack.serve.user_store import MemoryUserFeatures
     from feedstack.storage.candidate_cache import open_candidate_cache
     from feedstack.storage.sqlite_log import SqliteEventLog
 
@@ -131,7 +131,7 @@ def measure_in_process(
         put_s, bytes_per_user = _fill(cache, rng, agg.articles.ids, users, candidates, ranker_names)
         memory["candidate_lists"] = _rss_mb()
 
-        store = MemoryUserFeatures()
+        store = MemoryOnlineFeatures()
         store.sink.online["user_features"] = {
             f"u{j}": _user_row(rng, agg, f"u{j}", now_s) for j in range(users)
         }
