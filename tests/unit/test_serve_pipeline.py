@@ -23,6 +23,7 @@ from feedstack.cli.main import app
 from feedstack.core.clock import FixedClock
 from feedstack.core.spec import load_spec
 from feedstack.features.aggregator import FeatureAggregator
+from feedstack.features.context import Context
 from feedstack.features.item_cache import ItemFeatureCache
 from feedstack.features.online_store import MemoryOnlineFeatures
 from feedstack.features.sink import MemorySink
@@ -34,7 +35,6 @@ from feedstack.serve.rerank import ColumnPlan, context_features, diversify, user
 from feedstack.storage.candidate_cache import CandidateCache, open_candidate_cache
 from feedstack.storage.eventlog import open_event_log
 from feedstack.train.candidate_cache import build_candidate_cache
-from feedstack.train.context import Context
 from feedstack.train.newslog import NewsLog
 from feedstack.train.project import train_project
 from feedstack.train.slates import RankerSize

@@ -266,8 +266,8 @@ def _synthetic_log(rng: Any, articles: int, now_s: float, max_age_s: float) -> A
 def _fill(
     cache: Any, rng: Any, ids: list[str], users: int, n: int, ranker_names: list[str]
 ) -> tuple[float, float]:
+    from feedstack.features.context import CONTEXT_FEATURES
     from feedstack.storage.candidate_cache import CandidateList
-    from feedstack.train.context import CONTEXT_FEATURES
 
     names = tuple(x for x in ranker_names if x not in CONTEXT_FEATURES)
     sources = ("covisit", "content", "trending")
