@@ -13,8 +13,8 @@ from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from feedstack.bench import measurements
 from feedstack.core.spec import load_spec, render_spec
+from feedstack.storage import measurements
 
 if TYPE_CHECKING:
     from feedstack.demo.stages import DemoContext
@@ -27,7 +27,7 @@ LIVE_SPEED = 360.0  # simulated seconds per wall second: 20 s of traffic = 2 sim
 SERVE_BENCH_RATE = 300.0
 
 
-def _record(ctx: DemoContext, kind: str, result: dict[str, Any]) -> None:
+def _record(ctx: DemoContext, kind: measurements.Kind, result: dict[str, Any]) -> None:
     measurements.save(ctx.project / "measurements", measurements.record(kind, result))
 
 
