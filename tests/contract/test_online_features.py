@@ -18,7 +18,8 @@ import pytest
 from feedstack.core.errors import BackendUnavailable, ConfigError, InputError
 from feedstack.core.spec import write_default_spec
 from feedstack.features.definitions import VIEWS
-from feedstack.features.feast_repo import FeastRepo, apply_repos
+from feedstack.features.feast_cli import apply_repos
+from feedstack.features.feast_repo import FeastRepo
 from feedstack.features.feast_store import FeastFeatureStore
 from feedstack.features.online_store import OnlineFeatures, drop_memory, open_online_features
 from feedstack.features.rows import FeatureRows

@@ -312,7 +312,7 @@ def run_freshness_bench(
     log = _open_log(where)  # create it before either process opens it
     repo = None
     if sink.startswith("feast"):  # generate and apply the Feast repo before the clock starts
-        from feedstack.features.feast_repo import apply_repo
+        from feedstack.features.feast_cli import apply_repo
 
         repo = _feast_repo(sink, where)
         apply_repo(repo)
