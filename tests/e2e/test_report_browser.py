@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from feedstack.bench import measurements
 from feedstack.report.build import STAGES, build_report
+from feedstack.storage import measurements
 from tests.unit.test_report import small_spec, write_records
 
 PROBE = """<script>

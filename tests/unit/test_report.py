@@ -11,11 +11,11 @@ import orjson
 import pytest
 from typer.testing import CliRunner
 
-from feedstack.bench import measurements
 from feedstack.cli.main import app
 from feedstack.core.spec import Spec, parse_spec
 from feedstack.report.build import build_report
 from feedstack.report.measured import Measurements, plan_inputs, resolve
+from feedstack.storage import measurements
 
 SECTIONS = ["problem", "metrics", "data", "model", "serve", "scale", "monitor", "cost"]
 

@@ -6,10 +6,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-import orjson
 import typer
 
-from feedstack.bench import measurements
 from feedstack.cli import console_cmd, replicas_cmd, serve_cmd, stream_cmd, worker_cmd
 from feedstack.cli.common import (
     JsonOption,
@@ -20,6 +18,7 @@ from feedstack.cli.common import (
     project_dir,
     record_measurement,
 )
+from feedstack.storage import measurements
 
 app = typer.Typer(
     help="Benchmarks: measure against a same-run baseline and record the numbers.",
@@ -126,7 +125,8 @@ def _feature_benches(quick: bool) -> list[dict[str, Any]]:
     """Freshness on the embedded stack and on Redis (Feast as the store of record), worker
     throughput and memory, and the online user-feature lookup."""
     from feedstack.bench.features import run_feature_lookup_bench
-    from feedstack.bench.freshness import run_freshness_bench, run_worker_bench
+    from feedstack.bench.freshness import run_freshness_bench
+    from feedstack.bench.worker_capacity import run_worker_bench
     from feedstack.features.definitions import ONLINE_AT_TICKS
 
     url = _redis_url(True)
@@ -440,7 +440,7 @@ NOTES = {
     ],
 }
 
-REPORT_KINDS = (
+REPORT_KINDS: tuple[measurements.Kind, ...] = (
     "bench-ingest",
     "bench-world",
     "bench-worker",
@@ -513,8 +513,8 @@ def report(
         folder = project_dir(project) / "measurements"
         records = [r for k in REPORT_KINDS if (r := measurements.latest(folder, k)) is not None]
         records[2:2] = measurements.latest_by(folder, "bench-freshness", "backend")
-        serve_runs = sorted(folder.glob("serve-*.json"))[-SERVE_RUNS:]
-        records[7:7] = [orjson.loads(p.read_bytes()) for p in serve_runs]
+        serve_runs = measurements.records(folder, "serve")[-SERVE_RUNS:]
+        records[7:7] = [rec for _, rec in serve_runs]
         out.write_text(render(records, TARGETS, NOTES), encoding="utf-8")
         if as_json:
             emit_json({"out": str(out), "kinds": [r["kind"] for r in records]})

@@ -159,8 +159,8 @@ def drift(
 def _retrain(report: Any, root: Path, spec: Any, *, dry_run: bool, now_s: float) -> Any:
     from datetime import datetime
 
-    from feedstack.bench import measurements
     from feedstack.monitor.retrain import apply_retrain, retrain_policy
+    from feedstack.storage import measurements
 
     last = measurements.latest(root / "measurements", "train")
     last_s = datetime.fromisoformat(last["measured_at"]).timestamp() if last else None

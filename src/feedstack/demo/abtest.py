@@ -25,7 +25,7 @@ import secrets
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from feedstack.bench import measurements
+from feedstack.storage import measurements
 
 if TYPE_CHECKING:
     from feedstack.demo.stages import DemoContext

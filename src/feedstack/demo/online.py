@@ -15,8 +15,8 @@ from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from feedstack.bench import measurements
 from feedstack.core.spec import load_spec, render_spec
+from feedstack.storage import measurements
 
 if TYPE_CHECKING:
     from feedstack.demo.stages import DemoContext
@@ -25,10 +25,11 @@ if TYPE_CHECKING:
 # long enough for a stable p99, short enough for the demo's 10-minute budget.
 LIVE_RATE_PER_S = 40.0
 LIVE_SPEED = 360.0  # simulated seconds per wall second: 20 s of traffic = 2 simulated hours
-SERVE_BENCH_RATE = 300.0  # issue 5's reference load (p99 <= 15 ms at 300 requests/s)
+# The serving requirement's reference load (p99 <= 15 ms at 300 requests/s).
+SERVE_BENCH_RATE = 300.0
 
 
-def _record(ctx: DemoContext, kind: str, result: dict[str, Any]) -> None:
+def _record(ctx: DemoContext, kind: measurements.Kind, result: dict[str, Any]) -> None:
     measurements.save(ctx.project / "measurements", measurements.record(kind, result))
 
 
@@ -143,7 +144,8 @@ def stage_serve(ctx: DemoContext) -> dict[str, Any]:
 
 
 def stage_serve_bench(ctx: DemoContext) -> dict[str, Any]:
-    """The load benchmark at issue 5's reference rate (a separate load-generator process)."""
+    """The load benchmark at the serving requirement's reference rate (a separate
+    load-generator process)."""
     from feedstack.bench.serve import run_serve_bench
 
     result = run_serve_bench(

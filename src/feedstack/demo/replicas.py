@@ -9,7 +9,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from feedstack.bench import measurements
+from feedstack.storage import measurements
 
 if TYPE_CHECKING:
     from feedstack.demo.stages import DemoContext

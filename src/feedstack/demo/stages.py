@@ -241,7 +241,7 @@ def stage_training_data(ctx: DemoContext) -> dict[str, Any]:
 def stage_train(ctx: DemoContext) -> dict[str, Any]:
     """The two-stage news recommender: candidates, LambdaRank on debiased labels, model selection
     under the latency budget; scored on held-out logged clicks and on the world's ground truth."""
-    from feedstack.bench import measurements
+    from feedstack.storage import measurements
     from feedstack.train.project import train_project
     from feedstack.world import NewsWorld, load_world_config
 

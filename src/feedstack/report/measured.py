@@ -12,14 +12,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import orjson
-
-from feedstack.bench import measurements
 from feedstack.core.spec import Spec
 from feedstack.plan.inputs import PlanInputs
 from feedstack.plan.quantity import Quantity
+from feedstack.storage import measurements
 
-KINDS = (
+KINDS: tuple[measurements.Kind, ...] = (
     "serve",
     "candidates",
     "train",
@@ -99,16 +97,14 @@ class Measurements:
     def read(cls, folder: Path) -> Measurements:
         out = cls(folder)
         for kind in KINDS:
-            rec = measurements.latest(folder, kind)
-            if rec is not None:
-                out.records[kind] = rec
-                out.paths[kind] = sorted(folder.glob(f"{kind}-*.json"))[-1]
+            found = measurements.records(folder, kind)
+            if found:
+                out.paths[kind], out.records[kind] = found[-1]
         out.freshness = measurements.latest_by(folder, "bench-freshness", "backend")
         # Every serve run, newest per (protocol, target, rate): the planner takes the highest
         # throughput that met the latency objective.
         runs: dict[tuple[str, str, str], dict[str, Any]] = {}
-        for path in sorted(folder.glob("serve-*.json")):
-            rec = orjson.loads(path.read_bytes())
+        for path, rec in measurements.records(folder, "serve"):
             r = rec.get("result", {})
             key = (str(r.get("protocol")), str(r.get("target")), str(r.get("rate")))
             runs[key] = {**rec, "_path": path.name}

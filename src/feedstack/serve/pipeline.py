@@ -32,7 +32,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 import orjson
@@ -41,6 +41,7 @@ from feedstack.core.clock import Clock, SystemClock
 from feedstack.core.errors import BackendUnavailable, DataError, FeedstackError, NotSupported
 from feedstack.core.spec import Spec
 from feedstack.features.item_cache import ItemFeatureCache
+from feedstack.features.online_store import OnlineFeatureReader
 from feedstack.ingest.pipeline import Ingestor
 from feedstack.ingest.records import RawRecord
 from feedstack.monitor.metrics import ServingMetrics
@@ -62,12 +63,6 @@ _REMEMBERED = 100_000  # users' hides kept in memory (LRU)
 _SERVED_MEMO = 20_000
 SNAPSHOT_EVERY_S = 1.0
 INGEST_TIMEOUT_S = 30.0  # an API post waits this long for its commit, then answers 503
-
-
-class UserFeatures(Protocol):
-    """What the request path reads from the online store (FeastFeatureStore.get_online)."""
-
-    def get_online(self, view: str, keys: Sequence[str]) -> list[dict[str, Any] | None]: ...
 
 
 @dataclass(frozen=True)
@@ -97,7 +92,7 @@ class FeedPipeline:
         spec: Spec,
         models: ServingModels | None,
         candidates: CandidateCache,
-        user_features: UserFeatures,
+        user_features: OnlineFeatureReader,
         items: ItemFeatureCache,
         ingestor: Ingestor | None = None,
         metrics: ServingMetrics | None = None,
