@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from feedstack.bench import measurements
 from feedstack.core.spec import Spec
 from feedstack.report.measured import resolve
+from feedstack.storage import measurements
 
 
 def test_plan_reads_the_scale_rate(tmp_path: Path) -> None:

@@ -1,4 +1,5 @@
-"""One contract suite for the dead-letter store (file, Redis)."""
+"""One contract suite for the dead-letter store (file, Redis): round trip, idempotence, two
+writers, unknown scheme, unavailable backend, closed store."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from feedstack.core.errors import BackendUnavailable, ConfigError
 from feedstack.storage.deadletter import DeadLetterStore, Rejection, open_dead_letter
 from tests.conftest import REDIS_URL
 
@@ -66,3 +68,38 @@ def test_file_store_drops_a_torn_last_line(tmp_path: Path) -> None:
     fresh = open_dead_letter("file://dl", tmp_path)
     assert fresh.write([R2]) == 1
     assert fresh.read() == [R1, R2]
+
+
+def test_unknown_scheme_lists_valid_ones(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"backends.dead_letter = 's3://x'.*valid: file, redis"):
+        open_dead_letter("s3://x", tmp_path)
+
+
+@pytest.fixture(params=["file", "redis"])
+def unavailable_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "file":
+        (tmp_path / "not-a-dir").write_text("a file where the store's folder should be")
+        return "file://not-a-dir/dl"
+    return "redis://127.0.0.1:1/0?prefix=unreachable"  # nothing listens on port 1
+
+
+def test_an_unavailable_store_refuses_the_write_and_says_where(
+    unavailable_url: str, tmp_path: Path
+) -> None:
+    """Opening never fails (a server whose dead-letter store is down still serves feeds); a
+    write raises BackendUnavailable, so the batch is not acknowledged."""
+    s = open_dead_letter(unavailable_url, tmp_path)
+    try:
+        with pytest.raises(BackendUnavailable, match="dead-letter store"):
+            s.write([R1])
+    finally:
+        s.close()
+
+
+def test_a_closed_store_refuses_writes_and_reads(store: DeadLetterStore) -> None:
+    store.write([R1])
+    store.close()
+    with pytest.raises(BackendUnavailable, match="closed"):
+        store.write([R2])
+    with pytest.raises(BackendUnavailable, match="closed"):
+        store.read()

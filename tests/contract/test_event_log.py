@@ -18,14 +18,17 @@ from feedstack.core.errors import ConfigError
 from feedstack.core.events import event_to_json
 from feedstack.storage.eventlog import EventLog, iter_log, open_event_log
 from feedstack.storage.kafka_log import KafkaEventLog
+from feedstack.storage.memory_log import MemoryEventLog, drop
 from tests.conftest import REDIS_URL
 from tests.factories import article, click, events, impression, mixed
 
 
-@pytest.fixture(params=["sqlite", "redis", "kafka-1", "kafka-3"])
+@pytest.fixture(params=["sqlite", "memory", "redis", "kafka-1", "kafka-3"])
 def log_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
         return "sqlite://events.sqlite"
+    if request.param == "memory":
+        return f"memory://{tmp_path.name}"
     if request.param.startswith("kafka"):
         broker = request.getfixturevalue("kafka_broker")
         topic = request.getfixturevalue("kafka_topic")
@@ -41,6 +44,8 @@ def log(log_url: str, tmp_path: Path) -> Iterator[EventLog]:
     lg.close()
     if isinstance(lg, KafkaEventLog):
         lg.drop()
+    if isinstance(lg, MemoryEventLog):
+        drop(lg.name)
 
 
 def test_append_then_read_in_order(log: EventLog) -> None:

@@ -18,6 +18,7 @@ from feedstack.features.kafka_tail import KafkaGroupTail
 from feedstack.features.tail import LogTail, PollingTail, RedisGroupTail
 from feedstack.storage.eventlog import EventLog
 from feedstack.storage.kafka_log import KafkaEventLog
+from feedstack.storage.memory_log import MemoryEventLog, drop
 from feedstack.storage.redis_log import RedisStreamEventLog
 from feedstack.storage.sqlite_log import SqliteEventLog
 from tests.conftest import REDIS_URL
@@ -26,11 +27,13 @@ from tests.factories import click, events
 OpenTail = Callable[..., LogTail]
 
 
-@pytest.fixture(params=["sqlite", "redis", "kafka-group", "kafka-polling"])
+@pytest.fixture(params=["sqlite", "memory", "redis", "kafka-group", "kafka-polling"])
 def log(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[EventLog]:
     lg: EventLog
     if request.param == "sqlite":
         lg = SqliteEventLog(tmp_path / "events.sqlite")
+    elif request.param == "memory":
+        lg = MemoryEventLog(tmp_path.name)
     elif request.param.startswith("kafka"):
         broker = request.getfixturevalue("kafka_broker")
         lg = KafkaEventLog(broker.url(request.getfixturevalue("kafka_topic"), 3))
@@ -41,6 +44,8 @@ def log(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[EventLog]:
     lg.close()
     if isinstance(lg, KafkaEventLog):
         lg.drop()
+    if isinstance(lg, MemoryEventLog):
+        drop(lg.name)
 
 
 @pytest.fixture

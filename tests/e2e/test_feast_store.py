@@ -220,7 +220,7 @@ def test_our_protos_are_feasts_protos(stores: dict[str, FeastFeatureStore]) -> N
     """write_online builds ValueProtos itself: byte for byte what Feast's converter builds."""
     from feast.utils import _convert_arrow_to_proto
 
-    from feedstack.features.feast_store import _value_protos
+    from feedstack.features.feast_codec import value_protos
 
     st = stores["sqlite"]
     for v in VIEWS:
@@ -228,7 +228,7 @@ def test_our_protos_are_feasts_protos(stores: dict[str, FeastFeatureStore]) -> N
         fv = st.feature_view(v.name)
         join_keys = {e.name: e.dtype.to_value_type() for e in fv.entity_columns}
         theirs = _convert_arrow_to_proto(fr.to_arrow(), fv, join_keys)
-        ours = list(zip(*_value_protos(v, fr), strict=True))
+        ours = list(zip(*value_protos(v, fr), strict=True))
         for (_, values, _, _), mine in zip(theirs, ours, strict=True):
             assert [values[n].SerializeToString() for n in v.feature_names] == [
                 p.SerializeToString() for p in mine
@@ -244,7 +244,7 @@ def test_value_text_is_feasts(stores: dict[str, FeastFeatureStore]) -> None:
     from feast.infra.online_stores.helpers import extract_text_and_num
     from feast.protos.feast.types.Value_pb2 import Value as ValueProto
 
-    from feedstack.features.feast_store import _value_protos
+    from feedstack.features.feast_codec import value_protos
 
     st = stores["sqlite"]
     for v in VIEWS:
@@ -259,8 +259,8 @@ def test_value_text_is_feasts(stores: dict[str, FeastFeatureStore]) -> None:
                 for name, col in fr.columns.items()
             },
         )
-        assert [[p.SerializeToString() for p in c] for c in _value_protos(v, as_arrow)] == [
-            [p.SerializeToString() for p in c] for c in _value_protos(v, fr)
+        assert [[p.SerializeToString() for p in c] for c in value_protos(v, as_arrow)] == [
+            [p.SerializeToString() for p in c] for c in value_protos(v, fr)
         ]
     db = sqlite3.connect(st.repo.sqlite_path)
     try:

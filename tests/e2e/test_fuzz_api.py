@@ -31,13 +31,13 @@ with warnings.catch_warnings():
 from feedstack.core.clock import FixedClock
 from feedstack.core.spec import parse_spec
 from feedstack.features.item_cache import ItemFeatureCache
+from feedstack.features.online_store import MemoryOnlineFeatures
 from feedstack.ingest.pipeline import Ingestor
 from feedstack.ingest.validate import Validator
 from feedstack.monitor.metrics import ServingMetrics
 from feedstack.serve.http import create_app
 from feedstack.serve.pipeline import FeedPipeline
 from feedstack.serve.security import Guard
-from feedstack.serve.user_store import MemoryUserFeatures
 from feedstack.storage.candidate_cache import RedisCandidateCache
 from feedstack.storage.deadletter import FileDeadLetter
 from feedstack.storage.sqlite_log import SqliteEventLog
@@ -67,7 +67,7 @@ def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
         spec,
         None,
         cache,
-        MemoryUserFeatures(),
+        MemoryOnlineFeatures(),
         ItemFeatureCache.open(SqliteEventLog(root / "events.sqlite")),
         ingestor=ingestor,
         clock=clock,

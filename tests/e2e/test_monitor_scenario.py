@@ -40,3 +40,9 @@ def test_monitor_stage_for_the_demo(tmp_path: Path) -> None:
         assert 0 < h[f"{key}_detected_after_min"] <= 5
     assert (tmp_path / "monitoring" / "rules.yml").exists()
     assert out["promtool"] in ("promtool not installed", {"check": True, "test": True})
+    # The same incident played to a real Prometheus (when installed): its alerts fired.
+    prom = out["prometheus"]
+    if "skipped" in prom:
+        assert "apt-get install prometheus" in prom["skipped"]
+    else:
+        assert prom["expected_fired"] and prom["false_alarms"] == []

@@ -75,6 +75,8 @@ def test_deploy_rollout_lineage(project: Path, tmp_path: Path) -> None:
 
 def test_experiment_start_status_stop(project: Path) -> None:
     p = ("-p", str(project))
+    for v in ("news-a", "news-b"):  # an arm's version must be a model the servers can load
+        model_folder(project, v)
     code, _, err = run("experiment", "start", "ab1", "--arm", "control", *p)
     assert code == 2 and "NAME=VERSION" in err
     code, out, _ = run(

@@ -1,6 +1,7 @@
-"""Issue 7 proved small on the simulated world, which knows the true lift: a shuffled-score
-canary is rolled back within 10 simulated minutes and before 5 % of the day's requests; a
-better one is promoted; the A/B interval covers the true lift; the demo function runs."""
+"""The registry and rollout, proved small on the simulated world, which knows the true lift: a
+shuffled-score canary is rolled back within 10 simulated minutes and before 5 % of the day's
+requests; a better one is promoted; the A/B interval covers the true lift; the demo function
+runs."""
 
 from __future__ import annotations
 

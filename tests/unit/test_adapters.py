@@ -25,9 +25,13 @@ from feedstack.ingest.adapters import ADAPTERS, open_adapter
 from feedstack.ingest.records import RawRecord
 
 DATA = Path(__file__).parents[1] / "fixtures" / "datasets"
-GOWALLA = Path(__file__).parents[3] / "shared" / "data" / "gowalla"
-if not GOWALLA.is_dir():  # the main checkout sits in /work/main, beside /work/shared
-    GOWALLA = Path("/work/shared/data/gowalla")
+# Where FEEDSTACK_GOWALLA says (as bench/gowalla.py), else shared/data/gowalla beside the checkout
+# or beside a folder above it (a worktree or a CI clone may sit deeper than the main checkout).
+_BESIDE = [p / "shared" / "data" / "gowalla" for p in Path(__file__).resolve().parents[3:]]
+GOWALLA = Path(
+    os.environ.get("FEEDSTACK_GOWALLA") or next((p for p in _BESIDE if p.is_dir()), _BESIDE[0])
+)
+
 
 CLICK_MAP = {
     "type": "click",

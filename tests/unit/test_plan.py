@@ -56,6 +56,9 @@ def small_spec(budget: float = 1e9) -> Spec:
                     "stored_bytes_per_event": 100,
                     "train_s_per_million_events": 3600,
                     "candidate_build_ms_per_user": 50,
+                    # following the log costs nothing here (its own test below)
+                    "item_state_events_per_s_per_core": 1e15,
+                    "model_state_bytes": GB / 2,
                 },
             },
         }
@@ -180,11 +183,16 @@ def test_prices_carry_source_and_date() -> None:
 
 
 def test_traffic_doubling_and_dau_override() -> None:
-    spec = Spec()
+    # With the log's cost per serving process negligible, cost is linear in traffic.
+    spec = parse_spec({"cost": {"fallback": {"item_state_events_per_s_per_core": 1e15}}})
     result = plan(spec, PlanInputs.resolve(spec))
     x2 = result["traffic_x2"]
     assert x2["peak_qps"] == pytest.approx(2 * result["peak_qps"], rel=1e-3)
     assert 1.8 < x2["cost_ratio"] <= 2.05
+    # Every process applying every event is not: twice the events take twice the share of
+    # every core, so serving grows faster than traffic.
+    default = plan(Spec(), PlanInputs.resolve(Spec()))
+    assert default["traffic_x2"]["cost_ratio"] > x2["cost_ratio"]
     assert with_dau(spec, 1000).traffic.daily_active_users == 1000
     with pytest.raises(InputError, match="--dau"):
         with_dau(spec, 0)
@@ -229,3 +237,36 @@ def test_cost_section_validates_and_round_trips() -> None:
     spec = Spec()
     assert parse_spec(yaml.safe_load(render_spec(spec))) == spec
     assert spec.cost.prices_as_of.startswith("2024-06")
+
+
+def test_following_the_log_takes_its_share_of_every_serving_core() -> None:
+    """Every serving process applies every event: at 20 requests/s x 1.5 events and 300
+    events/s per core, 10 % of each core is spent on the log and 90 % is left for requests."""
+    spec = small_spec()
+    fb = spec.cost.fallback.model_copy(update={"item_state_events_per_s_per_core": 300.0})
+    spec = spec.model_copy(update={"cost": spec.cost.model_copy(update={"fallback": fb})})
+    cap = capacity(spec, PlanInputs.resolve(spec))
+    assert cap.state_follow_share.value == pytest.approx(0.1)
+    assert cap.serving_cores_busy.value == pytest.approx(4.0 / 0.9)
+    assert cap.serving_cores.value == 9
+
+
+def test_every_pattern_is_priced_as_completely_and_the_share_assumed_is_reported() -> None:
+    spec = small_spec()
+    inputs = PlanInputs.resolve(spec)
+    result = plan(spec, inputs)
+    online = next(p for p in result["patterns"] if p["pattern"] == "online")
+    assert "holds the candidate sources" in online["how"]
+    # Nothing measured: every line rests on an assumed input.
+    assert result["assumed_cost_share"] == pytest.approx(1.0)
+    assert "rps_per_core_at_slo" in result["assumed_inputs"]
+    assert result["as_built"]["cuts"] == ["batch_on_spot"]
+    assert result["as_built"]["monthly_cost_usd"] < result["monthly_cost_usd"]
+    # Measure everything: nothing is assumed any more.
+    measured = {
+        name: Quantity.measured(q.value, q.unit, "test", "feedstack test", "2026-01-01")
+        for name, q in inputs.as_dict().items()
+    }
+    full = plan(spec, PlanInputs.resolve(spec, measured))
+    assert full["assumed_cost_share"] == 0.0 and full["assumed_inputs"] == []
+    assert full["monthly_cost_usd"] == pytest.approx(result["monthly_cost_usd"])

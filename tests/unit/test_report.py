@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -10,11 +11,11 @@ import orjson
 import pytest
 from typer.testing import CliRunner
 
-from feedstack.bench import measurements
 from feedstack.cli.main import app
 from feedstack.core.spec import Spec, parse_spec
 from feedstack.report.build import build_report
 from feedstack.report.measured import Measurements, plan_inputs, resolve
+from feedstack.storage import measurements
 
 SECTIONS = ["problem", "metrics", "data", "model", "serve", "scale", "monitor", "cost"]
 
@@ -116,15 +117,25 @@ def test_report_files_sections_labels_and_plots(records: Path, tmp_path: Path) -
             assert q["source"], name
     plots = {p["file"] for s in stored.values() for p in s["plots"]}
     assert plots == {"latency_cdf.png", "freshness_cdf.png", "recall_at_k.png",
-                     "model_selection.png", "cost_breakdown.png", "autoscaled_day.png"}  # fmt: skip
-    for name in plots:
+                     "model_selection.png", "cost_breakdown.png", "autoscaled_day.png",
+                     "design.svg"}  # fmt: skip
+    for name in plots - {"design.svg"}:
         assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (out / "design.svg").read_text().startswith("<svg ")
     md = (out / "report.md").read_text()
     for label in ("| measured |", "| derived |", "| assumed |"):
         assert label in md
     assert "`feedstack train` at 2026-11-24T08:03:00+00:00" in md
     html = (out / "report.html").read_text()
-    assert html.count("src='data:image/png;base64,") == len(plots)
+    assert html.count("src='data:image/png;base64,") == len(plots) - 1
+    assert html.count("src='data:image/svg+xml;base64,") == 1
+    # Provenance once per record (a footnote), not in every row; the full source on hover.
+    notes = re.findall(r"<li id='src-\d+'>([^<]*)</li>", html)
+    assert len(notes) == len(set(notes))
+    assert sum("`feedstack train` at 2026-11-24T08:03:00+00:00" in n for n in notes) == 1
+    numbers = re.findall(r"<table class='numbers'>.*?</table>", html, re.S)
+    assert numbers and not any("<th>source</th>" in t for t in numbers)
+    assert 'title="measured: train-' in html
     answers = stored["problem"]["answers"]
     assert answers["p95_ms"]["verdict"] == "meets"  # the live run: 40 ms
     assert answers["freshness_s"]["verdict"] == "meets"  # 1.5 s

@@ -23,18 +23,18 @@ from feedstack.cli.main import app
 from feedstack.core.clock import FixedClock
 from feedstack.core.spec import load_spec
 from feedstack.features.aggregator import FeatureAggregator
+from feedstack.features.context import Context
 from feedstack.features.item_cache import ItemFeatureCache
+from feedstack.features.online_store import MemoryOnlineFeatures
 from feedstack.features.sink import MemorySink
 from feedstack.ingest.pipeline import Ingestor
 from feedstack.monitor.metrics import ServingMetrics
 from feedstack.serve.models import ServingModel, ServingModels, load_models
 from feedstack.serve.pipeline import FeedPipeline
 from feedstack.serve.rerank import ColumnPlan, context_features, diversify, user_context
-from feedstack.serve.user_store import MemoryUserFeatures
 from feedstack.storage.candidate_cache import CandidateCache, open_candidate_cache
 from feedstack.storage.eventlog import open_event_log
 from feedstack.train.candidate_cache import build_candidate_cache
-from feedstack.train.context import Context
 from feedstack.train.newslog import NewsLog
 from feedstack.train.project import train_project
 from feedstack.train.slates import RankerSize
@@ -65,7 +65,7 @@ class Parts:
     at_s: float
     agg: FeatureAggregator  # every event, users included: what training reads
     log: NewsLog
-    users: MemoryUserFeatures
+    users: MemoryOnlineFeatures
     registry: CollectorRegistry
 
 
@@ -84,7 +84,7 @@ def parts(trained: Trained, tmp_path: Path) -> Parts:
     sink = MemorySink()
     sink.write_online([agg.user_rows(np.arange(len(agg.users)), at_s)])  # as of request time
     news = NewsLog.load(project / "data" / "offline")
-    return Parts(project, clock, at_s, agg, news, MemoryUserFeatures(sink), CollectorRegistry())
+    return Parts(project, clock, at_s, agg, news, MemoryOnlineFeatures(sink), CollectorRegistry())
 
 
 def make(

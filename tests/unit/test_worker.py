@@ -35,7 +35,8 @@ from feedstack.features.item_cache import COLUMNS, ItemFeatureCache
 from feedstack.features.rows import FeatureRows
 from feedstack.features.sink import MemorySink
 from feedstack.features.tail import PollingTail
-from feedstack.features.worker import FeatureWorker, LagHistogram, WorkerConfig
+from feedstack.features.worker import FeatureWorker, WorkerConfig
+from feedstack.features.worker_metrics import LagHistogram
 from feedstack.storage.eventlog import EventLog
 from feedstack.storage.offline import ParquetOfflineStore
 from feedstack.storage.sqlite_log import SqliteEventLog

@@ -90,7 +90,7 @@ def _ipc(table: pa.Table) -> bytes:
 
 
 def _keep(fr: FeatureRows, owned: Any) -> FeatureRows | None:
-    from feedstack.features.worker import take
+    from feedstack.features.rows import take
 
     idx = [i for i, k in enumerate(fr.keys) if owned(fr.view, k)]
     if not idx:

@@ -25,6 +25,7 @@ import numpy as np
 import pyarrow as pa
 
 from feedstack.batch.engine import Engine
+from feedstack.core.errors import DataError
 from feedstack.core.spec import load_spec
 from feedstack.storage.candidate_cache import (
     CandidateCache,
@@ -32,6 +33,7 @@ from feedstack.storage.candidate_cache import (
     encode,
     open_candidate_cache,
 )
+from feedstack.storage.candidate_codec import Catalog
 from feedstack.storage.urls import parse_backend_url
 
 if TYPE_CHECKING:
@@ -194,7 +196,7 @@ def spark_candidate_build(
             task_s += float(row["seconds"])
             if cache_url is None and not discard and row["user_id"]:
                 lists = dict(zip(row["user_id"], row["payload"], strict=True))
-                written += _put_encoded(target, lists)
+                written += _put_encoded(target, lists, job.catalog)
             else:
                 written += int(row["bytes"])
             if say is not None:
@@ -232,9 +234,15 @@ def _rows(result: Any) -> Iterator[dict[str, Any]]:
         yield row.asDict()
 
 
-def _put_encoded(target: CandidateCache, lists: dict[str, bytes]) -> int:
-    """Write lists the tasks encoded: decoded and re-put through the cache's own ``put_many``
-    (the bytes round-trip exactly: tests/contract/test_candidate_cache.py)."""
+def _put_encoded(target: CandidateCache, lists: dict[str, bytes], catalog: Catalog) -> int:
+    """Write lists the tasks encoded (ids indexing the job's ``catalog``): decoded and re-put
+    through the cache's own ``put_many``, which stores the catalog and writes a decoded list's
+    own bytes (tests/contract/test_candidate_cache.py)."""
     from feedstack.storage.candidate_cache import decode
 
-    return target.put_many({u: decode(bytes(raw)) for u, raw in lists.items()})
+    def resolve(cid: str) -> Catalog:
+        if cid != catalog.id:
+            raise DataError(f"a task encoded against catalog {cid}, the job's is {catalog.id}")
+        return catalog
+
+    return target.put_many({u: decode(bytes(raw), resolve) for u, raw in lists.items()})

@@ -112,7 +112,7 @@ def _measure_conversion(store: Any, rows: int, repeats: int) -> dict[str, Any]:
     included) against ours (feature values only; keys and times cost about as much again)."""
     from feast.utils import _convert_arrow_to_proto
 
-    from feedstack.features.feast_store import _value_protos
+    from feedstack.features.feast_codec import value_protos
 
     fv = store.feature_view(USER_FEATURES.name)
     join_keys = {e.name: e.dtype.to_value_type() for e in fv.entity_columns}
@@ -123,7 +123,7 @@ def _measure_conversion(store: Any, rows: int, repeats: int) -> dict[str, Any]:
         _convert_arrow_to_proto(fr.to_arrow(), fv, join_keys)
         best["feast_arrow_to_proto"] = min(best["feast_arrow_to_proto"], time.perf_counter() - t)
         t = time.perf_counter()
-        _value_protos(USER_FEATURES, fr)
+        value_protos(USER_FEATURES, fr)
         best["feedstack_value_protos"] = min(
             best["feedstack_value_protos"], time.perf_counter() - t
         )
@@ -185,7 +185,8 @@ def run_feature_lookup_bench(
     repeats: int = 3,
 ) -> dict[str, Any]:
     """Online write throughput and single-user lookup latency, SQLite and (given a URL) Redis."""
-    from feedstack.features.feast_repo import FeastRepo, apply_repos
+    from feedstack.features.feast_cli import apply_repos
+    from feedstack.features.feast_repo import FeastRepo
     from feedstack.features.feast_store import FeastFeatureStore
 
     out: dict[str, Any] = {"rows": rows, "feast_version": metadata.version("feast")}

@@ -43,6 +43,7 @@ from collections import deque
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import quote
 
 import numpy as np
 import orjson
@@ -150,9 +151,17 @@ class _HttpConn:
 
 class HttpDriver:
     def __init__(
-        self, host: str, port: int, target: str, max_conns: int, api_keys: list[str] | None = None
+        self,
+        host: str,
+        port: int,
+        target: str,
+        max_conns: int,
+        api_keys: list[str] | None = None,
+        regions: dict[str, str] | None = None,
     ) -> None:
         self.host, self.port, self.target = host, port, target
+        # user -> region: each feed request names it (a load balancer shards by it).
+        self.regions = regions or {}
         self.max_conns = max_conns
         # Feeds and posts carry the run's keys in turn (the rate limit is per key).
         self.key_headers = [f"X-API-Key: {k}\r\n" for k in api_keys or [] if k] or [""]
@@ -166,6 +175,8 @@ class HttpDriver:
 
     def encode(self, req: Request) -> bytes:
         path = f"/v1/feed/{req.user}?k={req.k}" if self.target == "feed" else "/v1/ping"
+        if self.target == "feed" and (region := self.regions.get(req.user)) is not None:
+            path += f"&region={quote(region, safe='')}"
         return f"GET {path} HTTP/1.1\r\nHost: {self.host}\r\n{self._key_header()}\r\n".encode()
 
     def encode_events(self, payloads: list[bytes]) -> bytes:
@@ -381,7 +392,9 @@ async def run(cfg: dict[str, Any]) -> dict[str, Any]:
     if cfg["protocol"] == "grpc":
         driver: Any = GrpcDriver(host, port, cfg["target"], int(cfg.get("channels", 4)), keys)
     else:
-        driver = HttpDriver(host, port, cfg["target"], int(cfg.get("connections", 64)), keys)
+        regions = {str(u): str(r) for u, r in (cfg.get("regions") or {}).items()}
+        conns = int(cfg.get("connections", 64))
+        driver = HttpDriver(host, port, cfg["target"], conns, keys, regions)
     duration = float(cfg["duration_s"])
     rate = cfg.get("rate")
     n = int(rate * duration) if rate else int(cfg.get("pool", 20_000))

@@ -1,53 +1,10 @@
-"""What a measurement was taken on: cores, memory, CPU model, Python and library versions."""
+"""CPU time and memory of running processes (Linux ``/proc``): what the benchmarks charge a
+server. What a record was taken on is in storage/measurements.py (``machine_info``)."""
 
 from __future__ import annotations
 
 import os
-import platform
-from importlib import metadata
 from pathlib import Path
-from typing import Any
-
-_PACKAGES = ("numpy", "pyarrow", "duckdb", "pydantic", "orjson", "redis", "feast", "lightgbm")
-
-
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
-def _memory_gb() -> float | None:
-    try:
-        with open("/proc/meminfo", encoding="utf-8") as f:
-            for line in f:
-                if line.startswith("MemTotal:"):
-                    return round(int(line.split()[1]) / 1024 / 1024, 1)
-    except OSError:
-        pass
-    return None
-
-
-def machine_info() -> dict[str, Any]:
-    versions = {}
-    for name in _PACKAGES:
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            continue
-    return {
-        "cores": os.cpu_count(),
-        "memory_gb": _memory_gb(),
-        "cpu": _cpu_model(),
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "versions": versions,
-    }
 
 
 def process_cpu_s(pid: int) -> float | None:

@@ -29,7 +29,7 @@ from feedstack.core.errors import InputError, NotSupported
 
 READY_TIMEOUT_S = 300.0
 IDLE_S = 2.0
-OVERHEAD_TARGET = 0.05  # issue 6: metrics cost at most 5 % of request CPU
+OVERHEAD_TARGET = 0.05  # the monitoring requirement: metrics cost at most 5 % of request CPU
 
 
 def _cpu_s(pid: int) -> float:

@@ -266,7 +266,8 @@ def run_serve_bench(
         addr = server.addresses(READY_TIMEOUT_S)
         ready = wait_ready(addr["http"], READY_TIMEOUT_S)
         port = addr["http_port"] if protocol == "http" else addr["grpc_port"]
-        pids = [server.proc.pid, *addr.get("pids", [])]
+        # A lone process (--workers 1) names itself as its worker: counted once.
+        pids = list(dict.fromkeys([server.proc.pid, *addr.get("pids", [])]))
         base = {
             "host": addr["host"],
             "port": port,

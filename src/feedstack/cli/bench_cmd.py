@@ -6,11 +6,9 @@ import os
 from pathlib import Path
 from typing import Any
 
-import orjson
 import typer
 
-from feedstack.bench import measurements
-from feedstack.cli import serve_cmd, stream_cmd, worker_cmd
+from feedstack.cli import console_cmd, replicas_cmd, serve_cmd, stream_cmd, worker_cmd
 from feedstack.cli.common import (
     JsonOption,
     ProjectOption,
@@ -20,6 +18,7 @@ from feedstack.cli.common import (
     project_dir,
     record_measurement,
 )
+from feedstack.storage import measurements
 
 app = typer.Typer(
     help="Benchmarks: measure against a same-run baseline and record the numbers.",
@@ -55,6 +54,10 @@ TARGETS = {
         "1,000 requests/s and >= 1.5 x the one-thread in-process feeds/s; gRPC within 20 % of "
         "HTTP (every worker of `feedstack serve`, load generator on the same machine, 500 "
         "candidates)",
+    ],
+    "bench-replicas": [
+        "2 serving replicas sharded by region behind HAProxy, the candidate cache in Redis: "
+        "the planner's predicted cores for the load within 25 % of the cores measured",
     ],
     "bench-soak": [
         "10 minutes at 200 requests/s with events: RSS growth <= 1 MB/min after the first two "
@@ -126,7 +129,8 @@ def _feature_benches(quick: bool) -> list[dict[str, Any]]:
     """Freshness on the embedded stack and on Redis (Feast as the store of record), worker
     throughput and memory, and the online user-feature lookup."""
     from feedstack.bench.features import run_feature_lookup_bench
-    from feedstack.bench.freshness import run_freshness_bench, run_worker_bench
+    from feedstack.bench.freshness import run_freshness_bench
+    from feedstack.bench.worker_capacity import run_worker_bench
     from feedstack.features.definitions import ONLINE_AT_TICKS
 
     url = _redis_url(True)
@@ -208,6 +212,8 @@ def _serving_benches(quick: bool, work: Path, soak_minutes: float) -> list[dict[
         console.print("[bold]bench serve[/bold] (http, 300 req/s, candidate cache in Redis)")
         res = run_serve_bench(project, protocol="http", rate=300.0, duration_s=seconds)
         out.append(measurements.record("serve", res))
+        console.print("[bold]bench replicas[/bold] (2 replicas behind HAProxy, by region)")
+        out.append(measurements.record("bench-replicas", _replicas(project, seconds, res)))
     finally:
         spec_file.write_text(embedded, encoding="utf-8")
         _drop_redis_prefix(url, prefix)
@@ -244,6 +250,24 @@ def _serving_benches(quick: bool, work: Path, soak_minutes: float) -> list[dict[
     console.print("[bold]monitor scenario[/bold] (drift and slowdown detection)")
     out.append(measurements.record("drift", run_drift_scenario(spec, ScenarioConfig()).summary()))
     return out
+
+
+def _replicas(project: Path, seconds: float, single: dict[str, Any]) -> dict[str, Any]:
+    """Two replicas at the single server's rate; the planner's cores for it from that run's
+    requests/s per core (feeds / the server's cores) against the cores the replicas used."""
+    from feedstack.bench.replicas import haproxy_path, run_replicas_bench
+    from feedstack.plan.check import check_serving_cores
+
+    if haproxy_path() is None:
+        return {"skipped": "haproxy is not installed (Debian package haproxy)"}
+    res = run_replicas_bench(project, replicas=2, rate=300.0, duration_s=seconds)
+    per_core = single["feed_rps"] / single["server_cores"] if single.get("server_cores") else 0
+    if per_core > 0 and res.get("server_cpu_s"):
+        check = check_serving_cores(
+            res["feed_rps"], per_core, res["server_cpu_s"], res["elapsed_s"]
+        )
+        res["planner_check"] = check.to_json() | {"rps_per_core_source": "serve, same project"}
+    return res
 
 
 def _drop_redis_prefix(url: str, prefix: str) -> None:
@@ -318,6 +342,7 @@ def all_(
             measurements.save(folder, rec)
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(render(records, TARGETS, NOTES), encoding="utf-8")
+        console_cmd.screenshot_for_bench(out.parent / "console.png", work)
         if as_json:
             emit_json({"out": str(out), "results": {r["kind"]: r["result"] for r in records}})
         else:
@@ -397,6 +422,7 @@ app.command("freshness")(worker_cmd.bench_freshness)
 app.command("stream")(stream_cmd.bench_stream)
 app.command("worker")(worker_cmd.bench_worker)
 app.command("serve")(serve_cmd.bench_serve)
+app.command("replicas")(replicas_cmd.bench_replicas)
 
 
 # What a reader of docs/benchmarks.md must know beside the numbers (kept with the code that
@@ -425,7 +451,7 @@ NOTES = {
     ],
 }
 
-REPORT_KINDS = (
+REPORT_KINDS: tuple[measurements.Kind, ...] = (
     "bench-ingest",
     "bench-world",
     "bench-worker",
@@ -510,6 +536,9 @@ def _say(message: str) -> None:
     console.print(f"[dim]{message}[/dim]", highlight=False)
 
 
+app.command("console")(console_cmd.bench_console)
+
+
 @app.command("report")
 def report(
     out: Path = typer.Option(Path("docs/benchmarks.md"), "--out", help="Markdown file to write."),
@@ -523,8 +552,8 @@ def report(
         folder = project_dir(project) / "measurements"
         records = [r for k in REPORT_KINDS if (r := measurements.latest(folder, k)) is not None]
         records[2:2] = measurements.latest_by(folder, "bench-freshness", "backend")
-        serve_runs = sorted(folder.glob("serve-*.json"))[-SERVE_RUNS:]
-        records[7:7] = [orjson.loads(p.read_bytes()) for p in serve_runs]
+        serve_runs = measurements.records(folder, "serve")[-SERVE_RUNS:]
+        records[7:7] = [rec for _, rec in serve_runs]
         out.write_text(render(records, TARGETS, NOTES), encoding="utf-8")
         if as_json:
             emit_json({"out": str(out), "kinds": [r["kind"] for r in records]})

@@ -20,6 +20,7 @@ from rich.markup import escape
 
 from feedstack.core.errors import ConfigError, FeedstackError, InputError
 from feedstack.core.redact import redact_text
+from feedstack.storage.measurements import Kind
 
 # Human output goes to stderr so that --json keeps stdout machine-readable.
 console = Console(stderr=True)
@@ -80,10 +81,10 @@ def run_cli(fn: Callable[[], T]) -> T:
 
 
 def record_measurement(
-    kind: str, result: dict[str, Any], project: Path | None, as_json: bool
+    kind: Kind, result: dict[str, Any], project: Path | None, as_json: bool
 ) -> dict[str, Any]:
     """Save a benchmark or evaluation result in the project's measurements/ and show it."""
-    from feedstack.bench import measurements
+    from feedstack.storage import measurements
 
     rec = measurements.record(kind, result)
     path = measurements.save(project_dir(project) / "measurements", rec)

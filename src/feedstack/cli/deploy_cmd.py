@@ -27,7 +27,7 @@ from feedstack.cli.common import (
 
 def train_windows(root: Path, version: str) -> dict[str, float] | None:
     """The event windows of the ``feedstack train`` run that produced ``version``, if recorded."""
-    from feedstack.bench import measurements
+    from feedstack.storage import measurements
 
     for rec in measurements.latest_by(root / "measurements", "train", "version"):
         if rec["result"].get("version") == version:

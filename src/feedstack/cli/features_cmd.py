@@ -75,7 +75,7 @@ def apply(
     as_json: bool = JsonOption,
 ) -> None:
     """Generate the Feast repo from the feature definitions and run feast apply on it."""
-    from feedstack.features.feast_repo import apply_repo
+    from feedstack.features.feast_cli import apply_repo
 
     with cli_errors():
         repo = _repo(project, online_url, offline_url)
@@ -99,7 +99,7 @@ def materialize(
 
     Each view continues from its last run; its first run starts one ttl before --end.
     """
-    from feedstack.features.feast_repo import feast_cli
+    from feedstack.features.feast_cli import feast_cli
 
     with cli_errors():
         repo = _repo(project, online_url, offline_url)

@@ -6,6 +6,7 @@ feedstack monitor slo    --url http://host:8080/metrics [--samples N --interval 
 feedstack monitor rules  --out DIR            (rules.yml, rules_test.yml, dashboard.json)
 feedstack monitor kpi    [--events GLOB] [--arms v1=champion,...] [--hours H]
 feedstack monitor scenario                    (the "detected within 5 minutes" benchmark)
+feedstack monitor up / down                   (a local Prometheus: cli/prometheus_cmd.py)
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any
 
 import typer
 
+from feedstack.cli import prometheus_cmd
 from feedstack.cli.common import (
     JsonOption,
     ProjectOption,
@@ -157,8 +159,8 @@ def drift(
 def _retrain(report: Any, root: Path, spec: Any, *, dry_run: bool, now_s: float) -> Any:
     from datetime import datetime
 
-    from feedstack.bench import measurements
     from feedstack.monitor.retrain import apply_retrain, retrain_policy
+    from feedstack.storage import measurements
 
     last = measurements.latest(root / "measurements", "train")
     last_s = datetime.fromisoformat(last["measured_at"]).timestamp() if last else None
@@ -364,3 +366,8 @@ def overhead(
             root, rate=rate, duration_s=duration, rounds=rounds, protocol=protocol
         )
         record_measurement("metrics-overhead", result, root, as_json)
+
+
+# A local Prometheus over the project's servers (cli/prometheus_cmd.py).
+app.command("up")(prometheus_cmd.up)
+app.command("down")(prometheus_cmd.down)

@@ -68,8 +68,27 @@ def _print(r: dict[str, Any]) -> None:
         f"bottleneck: {r['bottleneck']} ({r['bottleneck_share']:.0%})",
         highlight=False,
     )
+    built = r["as_built"]
+    console.print(
+        f"as built (batch on spot, no other cut): ${built['monthly_cost_usd']:,.0f}/month, "
+        + ("within budget" if built["within_budget"] else "OVER budget"),
+        highlight=False,
+    )
+    follow = r["state_follow_share"]
+    console.print(
+        f"every serving process follows the log: {follow:.0%} of each core"
+        + ("" if r["state_follow_feasible"] else " (not feasible at this traffic)"),
+        highlight=False,
+    )
+    if not built["within_budget"] or not r["state_follow_feasible"]:
+        w = r["without_log_following"]
+        console.print(
+            f"what would fit: {w['what']}: ${w['monthly_cost_usd']:,.0f}/month", highlight=False
+        )
+    console.print(f"pattern: {r['recommended_pattern']['why']}", highlight=False)
     for cut in r["plan_to_fit"]:
         console.print(f"  cut {cut['cut']}: saves ${cut['saves_usd']:,.0f}", highlight=False)
+    console.print(f"assumed share of the cost: {r['assumed_cost_share']:.1%}", highlight=False)
     assumed = [k for k, q in r["inputs"].items() if q["label"] == "assumed"]
     if assumed:
         console.print(f"assumed (not measured yet): {', '.join(assumed)}", highlight=False)

@@ -135,7 +135,8 @@ def _print_ready(info: dict[str, Any], as_json: bool) -> None:
     else:
         workers = f" ({info['workers']} workers)" if info.get("workers", 1) > 1 else ""
         console.print(
-            f"serving HTTP on {info['http']} (docs {info['http']}/docs), "
+            f"serving HTTP on {info['http']} (docs {info['http']}/docs, "
+            f"console {info['http']}/console), "
             f"gRPC on {info['grpc']}{workers}"
         )
 
@@ -217,7 +218,7 @@ def _serve_one(
 
     try:
         run_server(svc, guard, metrics, host, http_port, grpc_port, on_ready=ready,
-                   reuse_port=worker)  # fmt: skip
+                   reuse_port=worker, project=root)  # fmt: skip
     except OSError as exc:
         raise InputError(f"cannot listen: {exc}") from None
     finally:

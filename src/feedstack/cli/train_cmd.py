@@ -67,7 +67,7 @@ def train(
 ) -> None:
     """Fit candidate sources and LambdaRank rankers on the log; select one under the budget;
     register it in MLflow with its lineage."""
-    from feedstack.bench import measurements
+    from feedstack.storage import measurements
     from feedstack.train.project import train_project
 
     with cli_errors():

@@ -231,7 +231,7 @@ def bench_worker(
     as_json: bool = JsonOption,
 ) -> None:
     """Worker throughput on one core, item-cache call time, window-state memory."""
-    from feedstack.bench.freshness import run_worker_bench
+    from feedstack.bench.worker_capacity import run_worker_bench
 
     with cli_errors():
         result = run_worker_bench(events=events, users=users, big_users=big_users)

@@ -5,7 +5,8 @@ point-in-time joins use it), ``type`` (the discriminator) and ``schema_version``
 
     article_published  article_id, title, text, topic, region, publish_time
     user_profile       user_id, region, signup_time
-    impression         request_id, user_id, item_ids (ordered, position = index), model_version
+    impression         request_id, user_id, item_ids (ordered, position = index), model_version,
+                       experiment?, arm? (the A/B test the request was served under, and its arm)
     click              user_id, article_id, request_id?, position?
     dwell              user_id, article_id, dwell_ms, request_id?
     hide               user_id, article_id, request_id?
@@ -66,6 +67,11 @@ class Impression(_Event):
     user_id: Id
     item_ids: list[Id] = Field(min_length=1)
     model_version: Label
+    # Set when the request was served under a running A/B test (registry/experiment.py): the
+    # experiment's analysis reads its exposures from these. Left out of the JSON when unset, so
+    # the canonical bytes of every other impression stay what they were.
+    experiment: Label | None = Field(None, exclude_if=lambda v: v is None)
+    arm: Label | None = Field(None, exclude_if=lambda v: v is None)
 
 
 class Click(_Event):

@@ -273,6 +273,11 @@ class PlanFallbacks(_Section):
     rank_ms_per_request: float = Field(2.0, gt=0, description="ranker predict, one core")
     live_articles: int = Field(50_000, ge=1, description="articles in the online store")
     feature_lag_p99_s: float = Field(120.0, gt=0, description="event to online store")
+    # Every serving process applies every logged event to its in-memory article state.
+    item_state_events_per_s_per_core: float = Field(60_000.0, gt=0, description="one process")
+    model_state_bytes: float = Field(
+        200e6, gt=0, description="candidate sources a replica holds to retrieve per request"
+    )
 
 
 class Cost(_Section):

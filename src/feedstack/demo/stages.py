@@ -14,8 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from feedstack.core.spec import load_spec, write_default_spec
-from feedstack.demo import online
+from feedstack.demo import abtest, online
 from feedstack.demo.backends import Backends
+from feedstack.demo.replicas import stage_replicas
 from feedstack.ingest.pipeline import Ingestor
 from feedstack.ingest.readers import check_inputs, read_events
 from feedstack.world import WorldConfig, write_world
@@ -240,7 +241,7 @@ def stage_training_data(ctx: DemoContext) -> dict[str, Any]:
 def stage_train(ctx: DemoContext) -> dict[str, Any]:
     """The two-stage news recommender: candidates, LambdaRank on debiased labels, model selection
     under the latency budget; scored on held-out logged clicks and on the world's ground truth."""
-    from feedstack.bench import measurements
+    from feedstack.storage import measurements
     from feedstack.train.project import train_project
     from feedstack.world import NewsWorld, load_world_config
 
@@ -277,10 +278,16 @@ STAGES: list[Stage] = [
     ("candidates", "batch job: top candidates per user into the cache", online.stage_candidates),
     ("register", "register the model in MLflow with its lineage", online.stage_register),
     ("serve", "serve over HTTP; live simulated users click and post events", online.stage_serve),
+    ("abtest", "A/B through feedstack serve: champion vs a challenger", abtest.stage_abtest),
     (
         "serve_bench",
         "load benchmark at 300 requests/s (separate process)",
         online.stage_serve_bench,
+    ),
+    (
+        "replicas",
+        "2 replicas sharded by region behind HAProxy; the planner checked",
+        stage_replicas,
     ),
     ("freshness", "event -> online feature lag at 5,000 events/s", online.stage_freshness),
     ("stream", "scale mode: 2 workers in a Kafka consumer group", stage_stream),

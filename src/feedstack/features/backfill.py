@@ -19,9 +19,9 @@ from typing import Any
 
 from feedstack.features.aggregator import FeatureAggregator
 from feedstack.features.checkpoint import save_checkpoint
-from feedstack.features.rows import FeatureRows
+from feedstack.features.rows import FeatureRows, concat, take
 from feedstack.features.sink import FeatureSink
-from feedstack.features.worker import concat, discard_online, open_segment_rows, take
+from feedstack.features.ticks import discard_online, open_segment_rows
 from feedstack.storage.deadletter import Rejection
 from feedstack.storage.eventlog import EventLog
 from feedstack.storage.offline import ParquetOfflineStore

@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import sqlite3
 import struct
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -51,13 +51,17 @@ import pyarrow as pa
 from feedstack.core.errors import BackendUnavailable, ConfigError, InputError
 from feedstack.core.redact import redact_text
 from feedstack.features.definitions import VIEWS_BY_NAME, View
-from feedstack.features.feast_repo import (
-    TIMESTAMP_FIELD,
-    FeastRepo,
-    apply_repo,
-    repo_status,
+from feedstack.features.feast_cli import apply_repo
+from feedstack.features.feast_codec import (
+    VALUE_TEXT,
+    decode_value,
+    micros,
+    sqlite_as_of,
+    sqlite_seconds,
+    value_protos,
 )
-from feedstack.features.rows import FeatureRows, pylist
+from feedstack.features.feast_repo import TIMESTAMP_FIELD, FeastRepo, repo_status
+from feedstack.features.rows import FeatureRows
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _STRING = 2  # feast.types.Value_pb2.ValueType.STRING: the tag of a string in an entity key
@@ -88,83 +92,6 @@ def _backend_errors(what: str) -> Iterator[None]:
         yield
     except (redis.RedisError, sqlite3.Error, OSError) as exc:
         raise BackendUnavailable(f"feature store: {what} failed: {redact_text(str(exc))}") from exc
-
-
-# Feast's ``value_text`` column per feature dtype: what feast.infra.online_stores.helpers
-# .extract_text_and_num returns (str() of a number, the string itself, None for lists), without
-# its per-value type dispatch (a third of the online write time for user rows). Pinned against
-# Feast's own function by tests/e2e/test_feast_store.py.
-_VALUE_TEXT: dict[str, Callable[[Any], str | None]] = {
-    "float32": lambda val: str(val.float_val),
-    "int64": lambda val: str(val.int64_val),
-    "string": lambda val: val.string_val,
-    "float32_list": lambda val: None,
-    "string_list": lambda val: None,
-}
-
-
-def _value_protos(view: View, fr: FeatureRows) -> list[list[Any]]:
-    """One list of feast ValueProtos per feature, in the view's feature order. Byte-identical
-    to Feast's own Arrow->proto conversion (pinned by a test)."""
-    from feast.protos.feast.types.Value_pb2 import FloatList, StringList
-    from feast.protos.feast.types.Value_pb2 import Value as ValueProto
-
-    out: list[list[Any]] = []
-    for f in view.features:
-        col = fr.columns[f.name]
-        if f.dtype.endswith("_list"):
-            col = pylist(col)
-        if f.dtype == "float32":
-            out.append([ValueProto(float_val=x) for x in np.asarray(col, np.float32).tolist()])
-        elif f.dtype == "int64":
-            out.append([ValueProto(int64_val=x) for x in np.asarray(col, np.int64).tolist()])
-        elif f.dtype == "string":
-            out.append([ValueProto(string_val=str(x)) for x in col])
-        elif f.dtype == "float32_list":
-            out.append(
-                [
-                    ValueProto(float_list_val=FloatList(val=np.asarray(x, np.float32).tolist()))
-                    for x in col
-                ]
-            )
-        elif f.dtype == "string_list":
-            out.append(
-                [ValueProto(string_list_val=StringList(val=[str(s) for s in x])) for x in col]
-            )
-        else:  # pragma: no cover - definitions.py only has the five dtypes
-            raise ConfigError(f"feature {view.name}.{f.name}: unknown dtype {f.dtype!r}")
-    return out
-
-
-def _micros(as_of_s: np.ndarray[Any, Any]) -> list[int]:
-    """As-of times in whole microseconds, rounded as FeatureRows.to_arrow rounds them."""
-    return [int(u) for u in np.round(np.asarray(as_of_s, np.float64) * 1e6).astype(np.int64)]
-
-
-def _sqlite_seconds(ts: datetime) -> int:
-    """The integer Feast's SQLite store writes for an event time: the naive-UTC datetime
-    through its registered adapter ``int(dt.timestamp())`` (local-time interpretation)."""
-    return int(ts.astimezone(UTC).replace(tzinfo=None).timestamp())
-
-
-def _sqlite_as_of(raw: Any) -> float:
-    """Feast's reading of that integer (``datetime.fromtimestamp`` then UTC), in seconds."""
-    return datetime.fromtimestamp(int(raw)).replace(tzinfo=UTC).timestamp()
-
-
-def _decode(raw: bytes | None) -> Any:
-    """A serialized feast ValueProto -> the Python value ``get_online_features`` returns."""
-    from feast.protos.feast.types.Value_pb2 import Value as ValueProto
-
-    if not raw:
-        return None
-    v = ValueProto()
-    v.ParseFromString(raw)
-    kind = v.WhichOneof("val")
-    if kind is None:
-        return None
-    value = getattr(v, kind)
-    return list(value.val) if kind.endswith("_list_val") else value
 
 
 class FeastFeatureStore:
@@ -230,8 +157,8 @@ class FeastFeatureStore:
             view = VIEWS_BY_NAME[fr.view]
             names = view.feature_names
             best = newest.setdefault(fr.view, {})
-            columns = zip(*_value_protos(view, fr), strict=True)
-            for key, us, values in zip(fr.keys, _micros(fr.as_of_s), columns, strict=True):
+            columns = zip(*value_protos(view, fr), strict=True)
+            for key, us, values in zip(fr.keys, micros(fr.as_of_s), columns, strict=True):
                 old = best.get(key)
                 if old is None or us >= old[0]:
                     entity = EntityKey(
@@ -336,7 +263,7 @@ class FeastFeatureStore:
             ts.ParseFromString(reply[-1])
             rec: dict[str, Any] = {"key": k, "as_of_s": ts.seconds + ts.nanos / 1e9}
             for name, raw in zip(names, reply, strict=False):
-                rec[name] = _decode(raw)
+                rec[name] = decode_value(raw)
             out.append(rec)
         return out
 
@@ -359,12 +286,12 @@ class FeastFeatureStore:
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
             self._sqlite_tuned = True
-        texts = {f.name: _VALUE_TEXT[f.dtype] for f in v.features}
+        texts = {f.name: VALUE_TEXT[f.dtype] for f in v.features}
         rows = []
         for entity, values, ts, _ in data:
             ek = self._entity_key(v, entity.entity_values[0].string_val)
             # Feast's adapter stores a datetime as int(naive_utc.timestamp()) (whole seconds).
-            seconds = _sqlite_seconds(ts)
+            seconds = sqlite_seconds(ts)
             for name, val in values.items():
                 text = texts[name](val)
                 rows.append((ek, name, val.SerializeToString(), text, seconds, None))
@@ -394,8 +321,8 @@ class FeastFeatureStore:
                 chunk,
             ):
                 rec = by_key.setdefault(ek, {})
-                rec[name] = _decode(raw)
-                rec["as_of_s"] = _sqlite_as_of(ts)
+                rec[name] = decode_value(raw)
+                rec["as_of_s"] = sqlite_as_of(ts)
         out: list[dict[str, Any] | None] = []
         for k, ek in zip(keys, order, strict=True):
             found = by_key.get(ek)
@@ -425,7 +352,7 @@ class FeastFeatureStore:
         return [
             row
             for row, ek in zip(data, eks, strict=True)
-            if ek not in stored or _sqlite_seconds(row[2]) >= stored[ek]
+            if ek not in stored or sqlite_seconds(row[2]) >= stored[ek]
         ]
 
     # ---- offline ---------------------------------------------------------------------------

@@ -40,7 +40,8 @@ from feedstack.features.partials import (
 )
 from feedstack.features.rows import FeatureRows
 from feedstack.features.sink import FeatureSink
-from feedstack.features.worker import FeatureWorker, WorkerConfig, WorkerMetrics, WorkerReport
+from feedstack.features.worker import FeatureWorker, WorkerConfig, WorkerReport
+from feedstack.features.worker_metrics import WorkerMetrics
 from feedstack.storage.deadletter import DeadLetterStore
 from feedstack.storage.kafka_log import KafkaEventLog
 

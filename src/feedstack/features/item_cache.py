@@ -83,6 +83,7 @@ class ItemFeatureCache:
     ) -> None:
         self.tail = tail
         self.agg = agg if agg is not None else FeatureAggregator()
+        self.agg.snapshot_rows = False  # only the state is read here, never the rows
         self.max_batch = max_batch
         self._monotonic = monotonic
         self.events = 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -83,3 +84,41 @@ def arrow_schema(view: str) -> pa.Schema:
     ]
     fields += [pa.field(f.name, _ARROW[f.dtype]) for f in v.features]
     return pa.schema(fields)
+
+
+def take(fr: FeatureRows, idx: Sequence[int]) -> FeatureRows:
+    """The rows ``idx`` of ``fr`` (numpy columns by fancy indexing, list columns by position)."""
+    sel = np.asarray(idx, dtype=np.int64)
+    cols = {
+        name: col[sel]
+        if isinstance(col, np.ndarray)
+        else col.take(pa.array(sel))
+        if isinstance(col, pa.Array)
+        else [col[i] for i in idx]
+        for name, col in fr.columns.items()
+    }
+    return FeatureRows(fr.view, [fr.keys[i] for i in idx], fr.as_of_s[sel], cols)
+
+
+def cut(fr: FeatureRows, lo: int, hi: int) -> FeatureRows:
+    """Rows ``lo:hi`` of ``fr`` as slices (numpy views, Arrow slices, list slices)."""
+    cols = {
+        name: col.slice(lo, hi - lo) if isinstance(col, pa.Array) else col[lo:hi]
+        for name, col in fr.columns.items()
+    }
+    return FeatureRows(fr.view, fr.keys[lo:hi], fr.as_of_s[lo:hi], cols)
+
+
+def concat(parts: Sequence[FeatureRows]) -> FeatureRows:
+    """Rows of one view, concatenated in order."""
+    first = parts[0]
+    cols: dict[str, Any] = {}
+    for name, col in first.columns.items():
+        if isinstance(col, np.ndarray):
+            cols[name] = np.concatenate([p.columns[name] for p in parts])
+        elif isinstance(col, pa.Array):
+            cols[name] = pa.concat_arrays([p.columns[name] for p in parts])
+        else:
+            cols[name] = [v for p in parts for v in p.columns[name]]
+    keys = [k for p in parts for k in p.keys]
+    return FeatureRows(first.view, keys, np.concatenate([p.as_of_s for p in parts]), cols)

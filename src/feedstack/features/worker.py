@@ -17,60 +17,35 @@ reflects exactly the events up to its offset), and sink writes are idempotent up
 keyed by view, key and as-of time; online "newest as-of wins"). tests/e2e/test_worker_crash.py
 kill -9s a worker and proves it.
 
-Deterministic online values. ``online_rows()`` renders the changed entities as of the batch's
-watermark, so *which* as-of time a row carries depends on where batches were cut. To make the
-values the online store ends with a function of the log alone, the worker cuts each batch just
-before every event that crosses a snapshot tick and drops the online flags there: every entity
-changed before the tick is in the snapshot rows of that tick, which are written online too and,
-being as of the tick, supersede any row written earlier in the minute. So an entity's final online
-row is its snapshot row of the last minute in which it changed, or, for the minute still open,
-``open_segment_rows`` as of the watermark (written by ``finish()`` at the end of a bounded run).
-Any batching, any crash and restart, and the backfill give the same rows, to the bit
-(tests/unit/test_worker.py). Between those points the online store holds provisional rows as of the
-last batch: the freshest values, brought to request time by ``definitions.decay``.
-
-At a tick the snapshot covers every entity changed in the minute (10^5 users at 5,000 events/s).
-Only the few changed since the last batch (the flags dropped at the cut) carry news; for the rest
-the snapshot row only moves the as-of time of a row already online. Those "upgrade" rows are
-written a slice per batch (``upgrade_rows_per_batch``) instead of in one burst that would hold up
-the events behind it, and all of them before any checkpoint, so a checkpoint never covers a tick
-whose rows are not all online. ``tick_only_views`` sends a whole view down that path (no per-batch
-rows): for article_stats when serving keeps item features in memory (item_cache.py).
+How a batch is cut at snapshot ticks, so that the online values are a function of the log
+alone, is in features/ticks.py.
 """
 
 from __future__ import annotations
 
-import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pyarrow as pa
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from prometheus_client.metrics_core import HistogramMetricFamily, Metric
 
 from feedstack.features.aggregator import FeatureAggregator, event_seconds
 from feedstack.features.checkpoint import load_checkpoint, save_checkpoint
 from feedstack.features.dedupe import RecentIds
 from feedstack.features.definitions import ONLINE_AT_TICKS
-from feedstack.features.rows import FeatureRows
+from feedstack.features.rows import FeatureRows, cut
 from feedstack.features.sink import FeatureSink
 from feedstack.features.tail import DEFAULT_CONSUMER, DEFAULT_GROUP, LogTail, open_tail
+from feedstack.features.ticks import apply_cut_at_ticks, open_segment_rows
+from feedstack.features.worker_metrics import WorkerMetrics, lag_summary_ms
 from feedstack.storage.deadletter import DeadLetterStore
 from feedstack.storage.eventlog import EventLog
 from feedstack.storage.quarantine import parse_stream
 
 F64 = np.float64
-ENTITIES = ("article", "user", "topic", "region")
-# Seconds. Sub-second buckets resolve the live path; the long tail shows catch-up after downtime.
-LAG_BUCKETS_S = (
-    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0,
-    900.0, 3600.0, 86_400.0,
-)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -100,81 +75,6 @@ class WorkerConfig:
     consumer: str = DEFAULT_CONSUMER
 
 
-# ------------------------------------------------------------------------------ metrics
-class LagHistogram:
-    """A Prometheus histogram observed a batch at a time.
-
-    prometheus_client's ``Histogram.observe`` takes one value (~1.2 us with its lock); the worker
-    has thousands per batch, so it counts them into buckets with numpy (``searchsorted`` +
-    ``bincount``, ~20 us per 5,000) and exposes the standard ``_bucket``/``_sum``/``_count``
-    series through a custom collector.
-    """
-
-    def __init__(self, name: str, documentation: str, buckets: Sequence[float]) -> None:
-        self.name = name
-        self.documentation = documentation
-        self.bounds = np.asarray(buckets, dtype=F64)
-        self._counts = np.zeros(len(buckets) + 1, dtype=np.int64)  # last: above every bound
-        self._sum = 0.0
-        self._lock = threading.Lock()
-
-    def observe_many(self, values: np.ndarray[Any, np.dtype[np.float64]]) -> None:
-        # Bucket i counts values <= bounds[i] ("le"), i.e. the first bound >= value.
-        counts = np.bincount(
-            np.searchsorted(self.bounds, values, side="left"), minlength=len(self._counts)
-        )
-        total = float(values.sum())
-        with self._lock:
-            self._counts += counts
-            self._sum += total
-
-    @property
-    def count(self) -> int:
-        return int(self._counts.sum())
-
-    def collect(self) -> Iterable[Metric]:
-        with self._lock:
-            cum = np.cumsum(self._counts).tolist()
-            total = self._sum
-        buckets = [(repr(float(b)), float(c)) for b, c in zip(self.bounds, cum, strict=False)]
-        buckets.append(("+Inf", float(cum[-1])))
-        yield HistogramMetricFamily(self.name, self.documentation, buckets, total)
-
-
-class WorkerMetrics:
-    """The worker's Prometheus metrics, in ``registry`` (a fresh one unless given)."""
-
-    def __init__(self, registry: CollectorRegistry | None = None) -> None:
-        self.registry = registry if registry is not None else CollectorRegistry()
-        r = self.registry
-        self.lag = LagHistogram(
-            "feedstack_feature_lag_seconds",
-            "Event time to online feature write complete, per event.",
-            LAG_BUCKETS_S,
-        )
-        r.register(self.lag)
-        self.events = Counter(
-            "feedstack_feature_events", "Events applied by the feature worker.", registry=r
-        )
-        self.queue_depth = Gauge(
-            "feedstack_feature_queue_depth",
-            "Events in the log past the worker's position.",
-            registry=r,
-        )
-        self.watermark = Gauge(
-            "feedstack_feature_watermark_timestamp_seconds",
-            "Newest event time the worker has applied (Unix seconds).",
-            registry=r,
-        )
-        self.checkpoint_seconds = Histogram(
-            "feedstack_feature_checkpoint_seconds",
-            "Time to write one checkpoint (the worker stalls meanwhile).",
-            buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
-            registry=r,
-        )
-
-
-# ------------------------------------------------------------------------------ reports
 @dataclass(frozen=True)
 class BatchReport:
     events: int
@@ -203,133 +103,6 @@ class WorkerReport:
         d["events_per_s"] = round(self.events / self.seconds, 1) if self.seconds > 0 else None
         d["busy_events_per_s"] = round(self.events / self.busy_s, 1) if self.busy_s > 0 else None
         return d
-
-
-# --------------------------------------------------------------- deterministic emission
-VIEW_ENTITY = {"article_stats": "article", "user_features": "user", "topic_stats": "topic"}
-VIEW_ENTITY["region_trending"] = "region"
-
-
-def discard_online(agg: FeatureAggregator) -> dict[str, np.ndarray[Any, Any]]:
-    """Clear the online flags without rendering; returns the entity indices that were set. Used
-    at a snapshot tick, whose rows (written online, as of the tick) cover every entity changed
-    before it."""
-    return agg.discard_online()
-
-
-def take(fr: FeatureRows, idx: Sequence[int]) -> FeatureRows:
-    """The rows ``idx`` of ``fr`` (numpy columns by fancy indexing, list columns by position)."""
-    sel = np.asarray(idx, dtype=np.int64)
-    cols = {
-        name: col[sel]
-        if isinstance(col, np.ndarray)
-        else col.take(pa.array(sel))
-        if isinstance(col, pa.Array)
-        else [col[i] for i in idx]
-        for name, col in fr.columns.items()
-    }
-    return FeatureRows(fr.view, [fr.keys[i] for i in idx], fr.as_of_s[sel], cols)
-
-
-def cut(fr: FeatureRows, lo: int, hi: int) -> FeatureRows:
-    """Rows ``lo:hi`` of ``fr`` as slices (numpy views, Arrow slices, list slices)."""
-    cols = {
-        name: col.slice(lo, hi - lo) if isinstance(col, pa.Array) else col[lo:hi]
-        for name, col in fr.columns.items()
-    }
-    return FeatureRows(fr.view, fr.keys[lo:hi], fr.as_of_s[lo:hi], cols)
-
-
-def concat(parts: Sequence[FeatureRows]) -> FeatureRows:
-    """Rows of one view, concatenated in order."""
-    first = parts[0]
-    cols: dict[str, Any] = {}
-    for name, col in first.columns.items():
-        if isinstance(col, np.ndarray):
-            cols[name] = np.concatenate([p.columns[name] for p in parts])
-        elif isinstance(col, pa.Array):
-            cols[name] = pa.concat_arrays([p.columns[name] for p in parts])
-        else:
-            cols[name] = [v for p in parts for v in p.columns[name]]
-    keys = [k for p in parts for k in p.keys]
-    return FeatureRows(first.view, keys, np.concatenate([p.as_of_s for p in parts]), cols)
-
-
-def _split_news(
-    agg: FeatureAggregator, rows: list[FeatureRows], changed: dict[str, np.ndarray[Any, Any]]
-) -> tuple[list[FeatureRows], list[FeatureRows]]:
-    """Snapshot rows -> (rows of entities in ``changed``: news, the others: as-of upgrades)."""
-    news, upgrades = [], []
-    indexes = {"article": agg.articles, "user": agg.users, "topic": agg.topics}
-    indexes["region"] = agg.regions
-    for fr in rows:
-        entity = VIEW_ENTITY[fr.view]
-        ids = indexes[entity].ids
-        fresh = {ids[i] for i in changed[entity].tolist()}
-        is_news = [k in fresh for k in fr.keys]
-        n_news = sum(is_news)
-        if n_news == len(fr):
-            news.append(fr)
-        elif n_news == 0:
-            upgrades.append(fr)
-        else:
-            news.append(take(fr, [i for i, f in enumerate(is_news) if f]))
-            upgrades.append(take(fr, [i for i, f in enumerate(is_news) if not f]))
-    return news, upgrades
-
-
-def open_segment_rows(agg: FeatureAggregator) -> list[FeatureRows]:
-    """Rows, as of the watermark, of every entity changed since the last snapshot tick (the
-    minute still open). Reads the snapshot flags without clearing them: the state is unchanged."""
-    at = agg.watermark_s
-    if at is None:
-        return []
-    out = []
-    builders = (agg.article_rows, agg.user_rows, agg.topic_rows, agg.region_rows)
-    for entity, build in zip(ENTITIES, builders, strict=True):
-        idx = agg.changed_since_snapshot(entity)
-        if len(idx):
-            out.append(build(idx, at))
-    return out
-
-
-@dataclass
-class TickRows:
-    """What applying a batch produced at snapshot ticks."""
-
-    snapshots: list[FeatureRows] = field(default_factory=list)  # every row: offline
-    news: list[FeatureRows] = field(default_factory=list)  # online now
-    upgrades: list[FeatureRows] = field(default_factory=list)  # online, as-of upgrades only
-
-
-def apply_cut_at_ticks(
-    agg: FeatureAggregator,
-    events: Sequence[dict[str, Any]],
-    times: np.ndarray[Any, np.dtype[np.float64]],
-) -> TickRows:
-    """``agg.apply(events)``, dropping the online flags just before each event that crosses a
-    snapshot tick (see the module docstring). ``times`` are the events' ``event_seconds``."""
-    out = TickRows()
-    i, n = 0, len(events)
-    if n and agg.next_tick_s is None:  # the first event ever starts the clock
-        out.snapshots += agg.apply(events[:1])
-        i = 1
-    while i < n:
-        tick = agg.next_tick_s
-        assert tick is not None
-        crossing = np.flatnonzero(times[i:] >= tick)
-        j = i + int(crossing[0]) if len(crossing) else n
-        if j > i:
-            out.snapshots += agg.apply(events[i:j])
-        if j < n:
-            changed = discard_online(agg)
-            rows = agg.apply(events[j : j + 1])  # the snapshot at the tick, then the event
-            news, upgrades = _split_news(agg, rows, changed)
-            out.snapshots += rows
-            out.news += news
-            out.upgrades += upgrades
-        i = j + 1
-    return out
 
 
 # ------------------------------------------------------------------------------ the worker
@@ -568,17 +341,3 @@ class FeatureWorker:
 
     def close(self) -> None:
         self.tail.close()
-
-
-def lag_summary_ms(lags_s: np.ndarray[Any, np.dtype[np.float64]]) -> dict[str, float]:
-    """p50/p95/p99/max of lags given in seconds, in milliseconds (exact, not from buckets)."""
-    if not len(lags_s):
-        return {}
-    p50, p95, p99 = np.percentile(lags_s, [50, 95, 99]) * 1000
-    return {
-        "p50": round(float(p50), 2),
-        "p95": round(float(p95), 2),
-        "p99": round(float(p99), 2),
-        "max": round(float(lags_s.max()) * 1000, 2),
-        "n": len(lags_s),
-    }

@@ -14,8 +14,8 @@ import yaml
 from feedstack.core.errors import InputError, NotSupported
 from feedstack.core.spec import Spec
 from feedstack.monitor.dashboard import dashboard
+from feedstack.monitor.rule_cases import tests_document
 from feedstack.monitor.rules import rules_document
-from feedstack.monitor.rules_test import tests_document
 
 RULES, TESTS, DASHBOARD = "rules.yml", "rules_test.yml", "dashboard.json"
 

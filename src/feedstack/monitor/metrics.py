@@ -3,7 +3,7 @@
 Naming follows Prometheus conventions: base units (seconds), ``_total`` on counters (the client
 adds it), no user or item ids in labels (bounded cardinality: endpoint, stage, reason, source,
 model version, arm). The stream worker's metrics (event->feature lag, queue depth) live in
-features/worker.py (``WorkerMetrics``) and are named in the same style.
+features/worker_metrics.py (``WorkerMetrics``) and are named in the same style.
 
 Tests and benchmarks pass their own ``CollectorRegistry`` so runs never share counters;
 ``enabled=False`` gives the same object with every metric a no-op (the overhead benchmark runs the

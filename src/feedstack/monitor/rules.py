@@ -1,7 +1,7 @@
 """Prometheus recording and alerting rules, generated from the spec: every threshold is the spec's.
 
 ``feedstack monitor rules --out DIR`` writes ``rules.yml`` (this module), ``rules_test.yml``
-(rules_test.py: promtool unit tests that fire and do not fire each alert) and ``dashboard.json``
+(rule_cases.py: promtool unit tests that fire and do not fire each alert) and ``dashboard.json``
 (dashboard.py). ``promtool check rules`` and ``promtool test rules`` run on them in the tests.
 
 Recording rules: the bad-event ratio of each SLI over the workbook windows

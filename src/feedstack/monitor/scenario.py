@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -35,6 +36,7 @@ import numpy.typing as npt
 
 from feedstack.core.spec import Spec
 from feedstack.monitor.detector import DriftDetector
+from feedstack.monitor.drift import DriftReport
 from feedstack.monitor.slo import Sample, evaluate, spec_slos
 from feedstack.world import NewsWorld, WorldConfig
 from feedstack.world.batch import CLICK, DWELL, IMPRESSION, EventBatch
@@ -95,7 +97,22 @@ def _live_values(world: NewsWorld, batch: EventBatch) -> dict[str, npt.NDArray[A
     }
 
 
-def run_drift_scenario(spec: Spec, cfg: ScenarioConfig | None = None) -> ScenarioResult:
+@dataclass(frozen=True)
+class Minute:
+    """What one monitored minute produced, for a live consumer (monitor/live.py): minutes since
+    the injection (<= 0 before it), the feed requests' latencies and the drift report."""
+
+    after: int
+    latency_ms: npt.NDArray[np.float64]
+    drift: DriftReport
+
+
+def run_drift_scenario(
+    spec: Spec,
+    cfg: ScenarioConfig | None = None,
+    on_minute: Callable[[Minute], None] | None = None,
+) -> ScenarioResult:
+    """``on_minute`` is called after each monitored minute is evaluated."""
     cfg = cfg or ScenarioConfig()
     began = time.perf_counter()
     ref_end = cfg.warmup_minutes + cfg.reference_minutes
@@ -168,6 +185,8 @@ def run_drift_scenario(spec: Spec, cfg: ScenarioConfig | None = None) -> Scenari
         samples.append(Sample(t_s, good, total))
         burn = evaluate(latency_slo, samples)
         burn_firing = bool(burn.firing)
+        if on_minute is not None:
+            on_minute(Minute(after, lat_ms, report))
 
         firing = {f"drift:{name}" for name in report.drifted}
         if p99_firing:

@@ -28,6 +28,7 @@ def spec_value(value: float, unit: str, key: str) -> Quantity:
 class Capacity:
     average_qps: Quantity
     peak_qps: Quantity
+    state_follow_share: Quantity
     serving_cores_busy: Quantity
     serving_cores: Quantity
     replicas_per_zone: Quantity
@@ -42,6 +43,9 @@ class Capacity:
     candidate_build_core_h_per_run: Quantity
     batch_core_h_per_month: Quantity
     stream_cores: Quantity
+    # Memory for state every serving process holds beyond the article features (the online
+    # pattern's candidate sources); the hybrid holds none.
+    replica_state_gb: Quantity
 
     def to_json(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name).to_json() for f in fields(self)}
@@ -74,10 +78,31 @@ def peak_qps(spec: Spec) -> tuple[Quantity, Quantity]:
     return avg, peak
 
 
-def serving(spec: Spec, inputs: PlanInputs, peak: Quantity) -> tuple[Quantity, ...]:
+def follow_share(inputs: PlanInputs, peak: Quantity, copies: float = 1.0) -> Quantity:
+    """The share of each serving process spent applying the event log to its in-memory state:
+    every process applies every event (features/item_cache.py), so this share does not shrink
+    with more processes. ``copies``: how many such states a process keeps up to date."""
+    epr, rate = inputs.events_per_request, inputs.item_state_events_per_s_per_core
+    share = peak.value * epr.value * copies / rate.value
+    return Quantity.derived(
+        share,
+        "fraction",
+        f"peak_qps x events_per_request x {copies:g} / item_state_events_per_s_per_core"
+        " (every serving process applies every event)",
+        {"peak_qps": peak, "events_per_request": epr, "item_state_events_per_s_per_core": rate},
+    )
+
+
+MAX_FOLLOW_SHARE = 0.95  # past it a process does little but follow the log: not a design
+
+
+def serving(
+    spec: Spec, inputs: PlanInputs, peak: Quantity, follow: Quantity | None = None
+) -> tuple[Quantity, ...]:
     """Cores busy at peak, cores to provision, replicas per zone (N+1), provisioned cores.
 
-    busy = peak_qps / (requests/s/core at the SLO); cores = ceil(busy / target_utilization);
+    busy = peak_qps / (requests/s/core at the SLO) / (1 - state_follow_share): what is left of
+    a core after it applied the log; cores = ceil(busy / target_utilization);
     replicas = ceil(cores / cores_per_replica) spread over the zones, plus one spare per zone so a
     replica can fail (or be redeployed) in every zone at peak without breaking the SLO (N+1).
     """
@@ -86,11 +111,13 @@ def serving(spec: Spec, inputs: PlanInputs, peak: Quantity) -> tuple[Quantity, .
     util = spec_value(c.target_utilization, "fraction", "cost.target_utilization")
     per_replica = spec_value(c.cores_per_replica, "cores", "cost.cores_per_replica")
     zones = spec_value(spec.traffic.zones, "zones", "traffic.zones")
+    follow = follow or follow_share(inputs, peak)
+    left = max(1.0 - follow.value, 1.0 - MAX_FOLLOW_SHARE)
     busy = Quantity.derived(
-        peak.value / per_core.value,
+        peak.value / per_core.value / left,
         "cores",
-        "peak_qps / rps_per_core_at_slo",
-        {"peak_qps": peak, "rps_per_core_at_slo": per_core},
+        "peak_qps / rps_per_core_at_slo / (1 - state_follow_share)",
+        {"peak_qps": peak, "rps_per_core_at_slo": per_core, "state_follow_share": follow},
     )
     cores = Quantity.derived(
         math.ceil(busy.value / util.value - 1e-9),
@@ -240,12 +267,14 @@ def batch_and_storage(spec: Spec, inputs: PlanInputs, peak: Quantity) -> tuple[Q
 
 def capacity(spec: Spec, inputs: PlanInputs) -> Capacity:
     avg, peak = peak_qps(spec)
-    busy, cores, per_zone, provisioned = serving(spec, inputs, peak)
+    follow = follow_share(inputs, peak)
+    busy, cores, per_zone, provisioned = serving(spec, inputs, peak, follow)
     per_user, cand, feats, total = redis(spec, inputs)
     events, storage, train, build, batch, stream = batch_and_storage(spec, inputs, peak)
     return Capacity(
         average_qps=avg,
         peak_qps=peak,
+        state_follow_share=follow,
         serving_cores_busy=busy,
         serving_cores=cores,
         replicas_per_zone=per_zone,
@@ -260,4 +289,5 @@ def capacity(spec: Spec, inputs: PlanInputs) -> Capacity:
         candidate_build_core_h_per_run=build,
         batch_core_h_per_month=batch,
         stream_cores=stream,
+        replica_state_gb=Quantity.assumed(0.0, "GB", "no candidate sources in the replicas"),
     )

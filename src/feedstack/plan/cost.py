@@ -52,8 +52,8 @@ def monthly_lines(
         "$/month",
         "((base_cores + zones x cores_per_replica) x hours x (1 - savings_discount)"
         " + autoscaled core-h above the base) x vcpu_hour_usd",
-        {"autoscaled_core_h_per_day": _day_q(day), "hours_per_month": hours,
-         "vcpu_hour_usd": vcpu},
+        {"autoscaled_core_h_per_day": _day_q(day), "serving_cores_busy": cap.serving_cores_busy,
+         "hours_per_month": hours, "vcpu_hour_usd": vcpu},
     )  # fmt: skip
     stream = Quantity.derived(
         cap.stream_cores.value * hours.value * (1 - discount) * vcpu.value,
@@ -90,7 +90,7 @@ def monthly_lines(
         "storage_gb x storage_gb_month_usd",
         {"storage_gb": cap.storage_gb, "storage_gb_month_usd": prices.storage_gb_month_usd},
     )
-    return {
+    lines = {
         "serving": serving,
         "stream": stream,
         "batch": batch,
@@ -98,6 +98,43 @@ def monthly_lines(
         "redis_features": redis_f,
         "storage": storage,
     }
+    if cap.replica_state_gb.value > 0:  # the online pattern: sources in every process
+        lines["replica_state"] = Quantity.derived(
+            cap.replica_state_gb.value * hours.value * mem.value,
+            "$/month",
+            "replica_state_gb x hours_per_month x memory_gb_hour_usd",
+            {"replica_state_gb": cap.replica_state_gb, "hours_per_month": hours,
+             "memory_gb_hour_usd": mem},
+        )  # fmt: skip
+    return lines
+
+
+def assumed_share(lines: dict[str, Quantity]) -> tuple[float, list[str]]:
+    """The share of the monthly cost in lines that rest on an assumed planner input (a
+    ``cost.fallback`` value no measurement replaced), and those inputs. Prices and the traffic
+    the spec targets are givens, not measurements to be made."""
+    total_usd = sum(q.value for q in lines.values())
+    assumed: set[str] = set()
+    share = 0.0
+    for q in lines.values():
+        found = _fallbacks(q)
+        if found:
+            assumed |= found
+            share += q.value
+    return (share / total_usd if total_usd else 0.0), sorted(assumed)
+
+
+def _fallbacks(q: Quantity, seen: set[int] | None = None) -> set[str]:
+    seen = set() if seen is None else seen
+    if id(q) in seen:
+        return set()
+    seen.add(id(q))
+    out = set()
+    if q.label == "assumed" and q.source.startswith("spec cost.fallback."):
+        out.add(q.source.removeprefix("spec cost.fallback."))
+    for sub in q.inputs.values():
+        out |= _fallbacks(sub, seen)
+    return out
 
 
 def _day_q(day: DaySimulation) -> Quantity:

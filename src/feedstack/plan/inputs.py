@@ -29,6 +29,8 @@ UNITS: dict[str, str] = {
     "rank_ms_per_request": "core-ms/request",
     "live_articles": "articles",
     "feature_lag_p99_s": "s",
+    "item_state_events_per_s_per_core": "events/s/core",
+    "model_state_bytes": "bytes",
 }
 
 
@@ -48,6 +50,8 @@ class PlanInputs:
     rank_ms_per_request: Quantity
     live_articles: Quantity
     feature_lag_p99_s: Quantity
+    item_state_events_per_s_per_core: Quantity
+    model_state_bytes: Quantity
 
     @classmethod
     def resolve(cls, spec: Spec, measured: Mapping[str, Quantity] | None = None) -> PlanInputs:

@@ -11,12 +11,13 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 from typing import Any
 
 from feedstack.core.spec import Spec
 from feedstack.plan.autoscale import simulate
-from feedstack.plan.capacity import BYTES_PER_GB, Capacity
+from feedstack.plan.capacity import BYTES_PER_GB, MAX_FOLLOW_SHARE, Capacity, follow_share
 from feedstack.plan.cost import Levers, monthly_lines, total
 from feedstack.plan.inputs import PlanInputs
 from feedstack.plan.prices import Prices
@@ -38,13 +39,30 @@ def compare(spec: Spec, inputs: PlanInputs, prices: Prices, cap: Capacity) -> li
     day = simulate(cap.serving_cores_busy.value, ratio, auto, util)
     hybrid = total(monthly_lines(spec, prices, cap, day, Levers()))
     how = f"candidates rebuilt every {c.batch_period_h:g} h; new articles, features: stream"
-    rows.append(_row("hybrid", hybrid, lag_s, lag_s, target_s, how))
+    ok = cap.state_follow_share.value < MAX_FOLLOW_SHARE
+    rows.append(_row("hybrid", hybrid, lag_s, lag_s, target_s, how, ok))
 
-    # online: candidate generation per request on the serving cores; no candidate cache.
-    extra_busy = cap.peak_qps.value * inputs.candidate_build_ms_per_user.value / 1000.0
-    day_on = simulate(cap.serving_cores_busy.value + extra_busy, ratio, auto, util)
+    # online: candidate generation per request on the serving cores; no candidate cache. Every
+    # serving process holds the candidate sources and keeps them current from the log (as it
+    # keeps the article state): priced like the hybrid's own state, no less completely.
+    peak = cap.peak_qps.value
+    follow_on = follow_share(inputs, cap.peak_qps, copies=2.0)
+    left = max(1.0 - follow_on.value, 1.0 - MAX_FOLLOW_SHARE)
+    busy_on = (
+        peak / inputs.rps_per_core_at_slo.value
+        + peak * inputs.candidate_build_ms_per_user.value / 1000.0
+    ) / left
+    day_on = simulate(busy_on, ratio, auto, util)
+    processes = math.ceil(day_on.peak_cores) + spec.traffic.zones * c.cores_per_replica
+    state_gb = Quantity.derived(
+        processes * inputs.model_state_bytes.value / BYTES_PER_GB,
+        "GB",
+        "(peak autoscaled cores + spares: one serving process each) x model_state_bytes / 2^30",
+        {"model_state_bytes": inputs.model_state_bytes, "state_follow_share": follow_on},
+    )
     cap_on = replace(
         cap,
+        replica_state_gb=state_gb,
         redis_candidates_gb=_zero_gb(),
         batch_core_h_per_month=_scaled(
             cap.batch_core_h_per_month,
@@ -53,8 +71,13 @@ def compare(spec: Spec, inputs: PlanInputs, prices: Prices, cap: Capacity) -> li
         ),
     )
     online = total(monthly_lines(spec, prices, cap_on, day_on, Levers()))
-    how = "candidates retrieved per request; model state held by every replica is not priced"
-    rows.append(_row("online", online, lag_s, lag_s, target_s, how))
+    how = (
+        "candidates retrieved per request; every serving process holds the candidate sources "
+        f"({inputs.model_state_bytes.value / 2**20:.0f} MB) and applies the log to them "
+        f"(state_follow_share {follow_on.value:.2f})"
+    )
+    feasible = follow_on.value < MAX_FOLLOW_SHARE
+    rows.append(_row("online", online, lag_s, lag_s, target_s, how, feasible))
 
     # batch-offline: serving at the lookup floor; the batch job also ranks every user's feed.
     busy_floor = cap.peak_qps.value / inputs.floor_rps_per_core.value
@@ -79,11 +102,19 @@ def compare(spec: Spec, inputs: PlanInputs, prices: Prices, cap: Capacity) -> li
 
 
 def _row(
-    name: str, cost: Quantity, rank_s: float, feature_s: float, target_s: float, how: str
+    name: str,
+    cost: Quantity,
+    rank_s: float,
+    feature_s: float,
+    target_s: float,
+    how: str,
+    feasible: bool = True,
 ) -> dict[str, Any]:
     return {
         "pattern": name,
         "monthly_cost_usd": round(cost.value, 2),
+        # False: following the log would take more than MAX_FOLLOW_SHARE of every core.
+        "feasible": feasible,
         "ranking_freshness_s": round(rank_s, 3),
         "feature_freshness_s": round(feature_s, 3),
         "meets_freshness": feature_s <= target_s,

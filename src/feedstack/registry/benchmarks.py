@@ -1,6 +1,6 @@
 """The rollout and A/B benchmarks on the simulated world (``feedstack bench rollout|abtest``).
 
-Targets (issue 7): a bad canary (shuffled scores) is rolled back before it has served 5 % of the
+Targets: a bad canary (shuffled scores) is rolled back before it has served 5 % of the
 day's requests and within 10 simulated minutes; the 95 % interval of the A/B lift covers the
 world's true lift in at least 19 of 20 seeded repetitions. Note that a perfectly calibrated 95 %
 interval meets "19 of 20" only with probability P(Bin(20, 0.05) <= 1) = 0.736, so the benchmark

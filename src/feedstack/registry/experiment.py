@@ -3,11 +3,13 @@
     PROJECT/registry/experiments/<name>.json              the experiment (arms, shares, salt, times)
     PROJECT/registry/experiments/<name>.exposures.jsonl   one line per served request in it
 
-An arm is a ranker version or a candidate setting (free-form ``settings``). Users are assigned by
-a hash of (experiment salt, user id) (registry/assignment.py): a user sees one arm for the whole
-experiment, and a new experiment (new salt) reshuffles everyone. The server logs an exposure when
-it serves a request under the experiment; the analysis joins exposures to the impressions, clicks
-and dwell of the event log by request id and aggregates per user (the randomization unit).
+An arm is a ranker version or a serving setting (free-form ``settings``, e.g. ``policy: popular``).
+Users are assigned by a hash of (experiment salt, user id) (registry/assignment.py): a user sees
+one arm for the whole experiment, and a new experiment (new salt) reshuffles everyone. At most one
+experiment runs at a time; ``feedstack serve`` serves it (serve/experiments.py) and logs the
+experiment and arm with each impression, which are its exposures. Simulations log exposures to a
+file instead. The analysis joins exposures to the impressions, clicks and dwell of the event log
+by request id and aggregates per user (the randomization unit).
 
 The analysis (``analyze``) is pure: per arm CTR and dwell per click; each arm's relative CTR lift
 over the first arm (the control) with a delta-method interval (registry/stats.py), Bonferroni-
@@ -126,6 +128,11 @@ def start_experiment(
     path = _path(project, name)
     if path.exists():
         raise InputError(f"experiment {name!r} exists already ({path}); pick another name")
+    running = running_experiment(project)
+    if running is not None:
+        raise InputError(
+            f"experiment {running.name!r} is running; stop it first (feedstack experiment stop)"
+        )
     exp = Experiment(name, tuple(arms), salt or f"exp:{name}", now.isoformat())
     _write(path, exp.to_json())
     return exp
@@ -146,6 +153,15 @@ def list_experiments(project: Path) -> list[Experiment]:
     if not folder.is_dir():
         return []
     return [load_experiment(project, p.stem) for p in sorted(folder.glob("*.json"))]
+
+
+def running_experiment(project: Path) -> Experiment | None:
+    """The experiment the servers serve: the one not stopped (start refuses a second)."""
+    running = [e for e in list_experiments(project) if e.running]
+    if len(running) > 1:  # written by hand: refuse rather than pick one
+        names = [e.name for e in running]
+        raise InputError(f"experiments {names} all running; stop all but one")
+    return running[0] if running else None
 
 
 def stop_experiment(project: Path, name: str, now: datetime) -> Experiment:
@@ -182,6 +198,30 @@ class ExposureLog:
             except TypeError:
                 continue
         return out
+
+
+def exposures_from_impressions(name: str, events: Iterable[Event]) -> list[Exposure]:
+    """The exposures the server logged with its impressions (``experiment == name``)."""
+    return [
+        Exposure(ev.request_id, ev.user_id, ev.arm, ev.event_time.isoformat())
+        for ev in events
+        if isinstance(ev, Impression) and ev.experiment == name and ev.arm is not None
+    ]
+
+
+def served_outcomes(
+    exp: Experiment, events: Iterable[Event], logged: Sequence[Exposure] = ()
+) -> tuple[list[Exposure], dict[str, ArmOutcome]]:
+    """Exposures (the impressions served under ``exp``, plus ``logged`` ones from a file) and
+    the per-arm outcomes, in one pass over the event log (only impressions and events with a
+    request id are kept)."""
+    kept = [
+        ev
+        for ev in events
+        if isinstance(ev, Impression | Click | Dwell) and getattr(ev, "request_id", None)
+    ]
+    exposures = [*logged, *exposures_from_impressions(exp.name, kept)]
+    return exposures, outcomes_from_events(exp, exposures, kept)
 
 
 # --- analysis -------------------------------------------------------------------------------

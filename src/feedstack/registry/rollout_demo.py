@@ -1,4 +1,4 @@
-"""What ``make demo`` shows of issue 7: the registry, a canary rolled back, a canary promoted,
+"""What ``make demo`` shows of the registry and rollout: a canary rolled back, a canary promoted,
 an A/B test, with the numbers for the report.
 
     result = run_rollout_demo(project, trained=train_result, world=sim_world_of(world_config))

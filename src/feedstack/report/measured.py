@@ -12,14 +12,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import orjson
-
-from feedstack.bench import measurements
 from feedstack.core.spec import Spec
 from feedstack.plan.inputs import PlanInputs
 from feedstack.plan.quantity import Quantity
+from feedstack.storage import measurements
 
-KINDS = (
+KINDS: tuple[measurements.Kind, ...] = (
     "serve",
     "candidates",
     "train",
@@ -35,6 +33,10 @@ KINDS = (
     "live",
     "bench-request-path",
     "bench-scale-batch",
+    "rollout-demo",
+    "abtest-live",
+    "bench-stream",
+    "bench-replicas",
 )
 
 HOW_TO_MEASURE = {
@@ -52,8 +54,12 @@ HOW_TO_MEASURE = {
     "bench-abtest": "feedstack bench abtest --json",
     "bench-rollout": "feedstack bench rollout --json",
     "live": "feedstack demo (live traffic stage)",
+    "rollout-demo": "feedstack demo (rollout stage)",
+    "bench-stream": "feedstack demo --backends scale (stream stage)",
+    "abtest-live": "feedstack demo (abtest stage), or feedstack experiment status --json",
     "bench-request-path": "feedstack bench serve-inproc --json",
     "bench-scale-batch": "feedstack bench scale --json",
+    "bench-replicas": "feedstack bench replicas --json",
     # No benchmark records these yet: they stay the spec's assumption until one does.
     "spec": "no benchmark yet; set it in feedstack.yaml",
 }
@@ -70,10 +76,12 @@ INPUT_KIND = {
     "ingest_events_per_s_per_core": "bench-ingest",
     "worker_events_per_s_per_core": "bench-worker",
     "stored_bytes_per_event": "bench-world",
-    "events_per_request": "spec",
+    "events_per_request": "live",
     "rank_ms_per_request": "train",
     "live_articles": "spec",
     "feature_lag_p99_s": "bench-freshness",
+    "item_state_events_per_s_per_core": "bench-replicas",
+    "model_state_bytes": "candidates",
 }
 
 
@@ -89,16 +97,14 @@ class Measurements:
     def read(cls, folder: Path) -> Measurements:
         out = cls(folder)
         for kind in KINDS:
-            rec = measurements.latest(folder, kind)
-            if rec is not None:
-                out.records[kind] = rec
-                out.paths[kind] = sorted(folder.glob(f"{kind}-*.json"))[-1]
+            found = measurements.records(folder, kind)
+            if found:
+                out.paths[kind], out.records[kind] = found[-1]
         out.freshness = measurements.latest_by(folder, "bench-freshness", "backend")
         # Every serve run, newest per (protocol, target, rate): the planner takes the highest
         # throughput that met the latency objective.
         runs: dict[tuple[str, str, str], dict[str, Any]] = {}
-        for path in sorted(folder.glob("serve-*.json")):
-            rec = orjson.loads(path.read_bytes())
+        for path, rec in measurements.records(folder, "serve"):
             r = rec.get("result", {})
             key = (str(r.get("protocol")), str(r.get("target")), str(r.get("rate")))
             runs[key] = {**rec, "_path": path.name}
@@ -211,9 +217,15 @@ def plan_inputs(m: Measurements, spec: Spec) -> dict[str, Quantity]:
 
 
 def _freshness(m: Measurements) -> tuple[dict[str, Any], float] | None:
-    """The production backend's lag (redis) when measured, else the embedded one's."""
+    """The production backend's lag (redis) when measured, else the scale run's (Kafka, a
+    consumer group of feature workers: ``demo --backends scale``), else the embedded one's."""
     by = {str(r["result"].get("backend")): r for r in m.freshness}
-    for backend in ("redis", "sqlite"):
+    stream = m.get("bench-stream")
+    if stream is not None:  # {"runs": {"2w_5000eps": {..., "lag_p99_ms": ...}}}
+        runs = [r for r in (stream["result"].get("runs") or {}).values() if isinstance(r, dict)]
+        if runs and _num(runs[0], "lag_p99_ms") is not None:
+            by.setdefault("kafka", {**stream, "result": {"backend": "kafka", **runs[0]}})
+    for backend in ("redis", "kafka", "sqlite"):
         rec = by.get(backend)
         if rec is not None and (p99 := _num(rec["result"], "lag_p99_ms")) is not None:
             return rec, p99
@@ -290,4 +302,16 @@ _FROM_RECORDS: list[tuple[str, str, str, Extract, str]] = [
      lambda r: _num(r, "worker", "events_per_s"), "worker.events_per_s, one core"),
     ("bench-world", "stored_bytes_per_event", "bytes",
      lambda r: _num(r, "bytes_per_event"), "bytes_per_event of the JSONL log as received"),
+    ("candidates", "model_state_bytes", "bytes", lambda r: _num(r, "model_state_bytes"),
+     "model_state_bytes: the candidate sources' arrays a process would hold"),
+    # The live run: every answered feed logs its impression, and the simulated users post
+    # what they did (clicks, dwells, hides).
+    ("live", "events_per_request", "events/request",
+     lambda r: _ratio(_sum(_num(r, "events_accepted"), _num(r, "ok")), _num(r, "ok")),
+     "(events_accepted + one impression per answered feed) / answered feeds"),
+    ("bench-worker", "item_state_events_per_s_per_core", "events/s/core",
+     lambda r: _num(r, "item_cache", "replay_events_per_s"), "item_cache.replay_events_per_s"),
+    ("bench-replicas", "item_state_events_per_s_per_core", "events/s/core",
+     lambda r: _num(r, "item_state", "events_per_s"),
+     "item_state.events_per_s: the project's log through a serving process's article state"),
 ]  # fmt: skip

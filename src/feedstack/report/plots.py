@@ -23,6 +23,13 @@ def _figure(width: float, height: float) -> tuple[Figure, Any]:
     return fig, fig.subplots()
 
 
+def _series(ax: Any, xs: Sequence[float], ys: Sequence[float], label: str) -> None:
+    """Points joined by a line only when there are at least three: a line through two points
+    (recall at K = 10 and K = 500) draws a curve nobody measured, so those stay markers."""
+    style = "-" if len(xs) >= 3 else "none"
+    ax.plot(xs, ys, marker="o", linestyle=style, label=label)
+
+
 def _save(fig: Figure, out: Path, name: str) -> str:
     fig.tight_layout()
     fig.savefig(out / name, dpi=DPI)
@@ -42,7 +49,7 @@ def _quantile_cdf(
     fig, ax = _figure(6.4, 3.6)
     for label, pct in runs.items():
         qs = sorted(pct)
-        ax.plot([pct[q] * scale for q in qs], qs, marker="o", label=label)
+        _series(ax, [pct[q] * scale for q in qs], qs, label)
     ax.axvline(objective[0], color="red", linestyle="--", label=objective[1])
     ax.set_xscale("log")
     ax.set_xlabel(labels[0])
@@ -89,11 +96,12 @@ def freshness_cdf(
 def recall_curves(
     out: Path, series: Mapping[str, Mapping[int, float]], name: str = "recall_at_k.png"
 ) -> str:
-    """Recall@K against K per series (model or stage)."""
+    """Recall@K against K per series (model or stage); markers, joined only where a series has
+    three or more K."""
     fig, ax = _figure(6.4, 3.6)
     for label, points in series.items():
         ks = sorted(points)
-        ax.plot(ks, [points[k] for k in ks], marker="o", label=label)
+        _series(ax, ks, [points[k] for k in ks], label)
     ax.set_xscale("log")
     ax.set_xlabel("K")
     ax.set_ylabel("recall@K")

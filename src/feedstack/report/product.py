@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from feedstack.plan.quantity import Quantity
-from feedstack.report import plots
+from feedstack.report import diagram, plots
 from feedstack.report.context import Context
 from feedstack.report.measured import HOW_TO_MEASURE
 from feedstack.report.section import Section, Table
@@ -34,8 +34,70 @@ def _verdict(value: float | None, target: float) -> str:
     return "meets" if value <= target else "does not meet"
 
 
+def ctr_lift_answer(ctx: Context) -> tuple[Quantity | None, str]:
+    """The CTR lift of the challenger over the champion: the live A/B through ``feedstack serve``
+    when recorded (with its interval), else the demo's simulated A/B; and a sentence for it."""
+    rec = ctx.m.get("abtest-live")
+    if rec is not None and isinstance(rec["result"].get("lift"), int | float):
+        r = rec["result"]
+        q = ctx.m.cite("abtest-live", "lift", float(r["lift"]), "fraction")
+        level = float(r.get("interval_level") or 0.95)
+        sig = "significant" if r.get("significant") else "not significant"
+        truth = r.get("true_lift")
+        true_text = f"; the world's true lift {truth:+.1%}" if isinstance(truth, float) else ""
+        need = r.get("users_per_arm_needed")
+        if not r.get("significant") and isinstance(need, int | float):
+            true_text += f"; ~{need:,.0f} users per arm would detect the target lift"
+        return q, (
+            f"{q.value:+.1%} [{r['lift_low']:+.1%}, {r['lift_high']:+.1%}] ({level:.0%} interval, "
+            f"{sig}; SRM p = {r['srm_p_value']:.2g}) for challenger {r['challenger_size']} vs "
+            f"the champion, live A/B through feedstack serve over {r['requests']:,} requests"
+            f"{true_text}"
+        )
+    rec = ctx.m.get("rollout-demo")
+    ab = rec["result"].get("abtest") if rec is not None else None
+    if isinstance(ab, dict) and isinstance((ab.get("lift") or {}).get("estimate"), float):
+        lift = ab["lift"]
+        q = ctx.m.cite("rollout-demo", "abtest.lift.estimate", lift["estimate"], "fraction")
+        return q, (
+            f"{q.value:+.1%} [{lift['low']:+.1%}, {lift['high']:+.1%}] (simulated A/B of the "
+            "better ranker vs the champion; no live A/B recorded)"
+        )
+    return None, "not measured yet"
+
+
+def _lift_verdict(ctx: Context, lift: Quantity | None, target: float) -> str:
+    """meets (the interval clears the target), does not meet (it lies below), else
+    inconclusive (more users needed): a point estimate alone decides nothing."""
+    if lift is None:
+        return "not measured yet"
+    r = (ctx.m.get("abtest-live") or {}).get("result", {})
+    low, high = r.get("lift_low"), r.get("lift_high")
+    if not isinstance(low, float) or not isinstance(high, float):
+        return "meets" if lift.value >= target else "does not meet"
+    if low >= target:
+        return "meets"
+    return "does not meet" if high < target else "inconclusive"
+
+
+def _design(ctx: Context, p95: Quantity | None, lag: float | None) -> str:
+    notes = {}
+    if p95 is not None:
+        notes["serve"] = f"p95 {p95.value:.3g} ms"
+    if lag is not None:
+        notes["worker"] = f"lag p99 {lag:.3g} s"
+    notes["plan"] = f"${ctx.plan['monthly_cost_usd']:,.0f}/month"
+    lift, _ = ctr_lift_answer(ctx)
+    if lift is not None:
+        notes["abtest"] = f"CTR lift {lift.value:+.1%}"
+    sel = (ctx.m.get("train") or {}).get("result", {}).get("selected")
+    if sel:
+        notes["train"] = f"ranker {sel}"
+    return diagram.write_design(ctx.out, notes)
+
+
 def problem(ctx: Context) -> Section:
-    s = Section("problem", "Problem")
+    s = Section("problem", "Problem and answers")
     spec = ctx.spec
     s.findings.append(
         f"A personalized news feed for {spec.traffic.daily_active_users:,} daily users "
@@ -78,6 +140,14 @@ def problem(ctx: Context) -> Section:
         },
         "bottleneck": plan["bottleneck"],
     }
+    lift, lift_text = ctr_lift_answer(ctx)
+    target = spec.kpi.ctr_lift_min
+    answers["ctr_lift"] = {
+        "target": target,
+        "value": lift.to_json() if lift else None,
+        "verdict": _lift_verdict(ctx, lift, target),
+        "vs": "champion",
+    }
     s.extra["answers"] = answers
     if p95 is None:
         s.need(HOW_TO_MEASURE["serve"])
@@ -96,8 +166,36 @@ def problem(ctx: Context) -> Section:
         f"{answers['freshness_s']['verdict']}{lag_text}.",
         f"Cost <= ${plan['budget_usd']:,.0f}/month: {answers['monthly_cost_usd']['verdict']} "
         f"(${plan['monthly_cost_usd']:,.0f}{over}).",
+        f"CTR lift vs the champion >= {target:.0%}: {answers['ctr_lift']['verdict']} "
+        f"({lift_text}).",
         f"Bottleneck: {plan['bottleneck']} ({plan['bottleneck_share']:.0%} of the cost).",
     ]
+    if lift is None:
+        s.need(HOW_TO_MEASURE["abtest-live"], "CTR lift vs the champion")
+    rows = [
+        ["latency p95", f"<= {spec.latency.p95_ms:g} ms",
+         f"{p95.value:.3g} ms" if p95 else "not measured", answers["p95_ms"]["verdict"]],
+        ["feature freshness (p99 lag)", f"<= {spec.freshness.feature_max_lag_s:g} s",
+         f"{lag_value:.3g} s" if lag_value is not None else "not measured",
+         answers["freshness_s"]["verdict"]],
+        ["monthly cost", f"<= ${plan['budget_usd']:,.0f}", f"${plan['monthly_cost_usd']:,.0f}",
+         answers["monthly_cost_usd"]["verdict"]],
+        ["CTR lift vs the champion", f">= {target:.0%}",
+         f"{lift.value:+.1%}" if lift else "not measured", answers["ctr_lift"]["verdict"]],
+        ["bottleneck", "", f"{plan['bottleneck']} ({plan['bottleneck_share']:.0%} of the cost)",
+         ""],
+    ]  # fmt: skip
+    s.tables.append(Table("The reference questions", ["question", "target", "answer", "verdict"],
+                          rows))  # fmt: skip
+    s.plots.append((_design(ctx, p95, lag_value), "The design, with this run's measured numbers"))
+    s.decision = (
+        "A hybrid design: candidates precomputed in a batch job, ranked online per request with "
+        "fresh features from a stream worker; rollouts by canary and A/B on a stable hash."
+    )
+    s.alternatives = (
+        "Serving patterns priced in Scale; rankers in Model; batch engines in Data; "
+        "the rollout and A/B results in Monitor."
+    )
     return s
 
 
@@ -118,6 +216,10 @@ def _expected_clicks(ctx: Context) -> tuple[float, float, str, str] | None:
 
 def metrics(ctx: Context) -> Section:
     s = Section("metrics", "Metrics")
+    s.decision = (
+        "Offline: NDCG@10 and recall@K on held-out logged clicks, and expected clicks on the "
+        "simulated world's ground truth; online: CTR per arm of an A/B through the server."
+    )
     train = ctx.m.get("train")
     if train is not None:
         for path, unit in (
@@ -165,7 +267,9 @@ def metrics(ctx: Context) -> Section:
         s.add("extra_value_usd_per_month", usd)
         target = ctx.spec.kpi.ctr_lift_min
         s.findings.append(
-            f"CTR lift on the simulated world's ground truth: {lift.value:+.1%} "
+            f"Offline, against the logging policy (not the launch number: that is the A/B "
+            f"against the champion, first page): expected-click lift on the simulated world's "
+            f"ground truth {lift.value:+.1%} "
             f"({'meets' if lift.value >= target else 'below'} the {target:.0%} target): "
             f"{per_day.value:,.0f} more clicks a day at the spec's traffic, "
             f"${usd.value:,.0f} a month at ${value.value:g} a click."
@@ -212,8 +316,33 @@ def _recall_series(ctx: Context, s: Section) -> dict[str, dict[int, float]]:
     return series
 
 
+def _engines(ctx: Context, s: Section) -> None:
+    """The batch engines measured side by side (``feedstack bench scale``), as a table."""
+    rec = ctx.m.get("bench-scale-batch")
+    runs = (rec or {}).get("result", {}).get("runs") or {}
+    rows = []
+    for engine, done in runs.items():
+        for r in done if isinstance(done, list) else []:
+            rows.append([engine, r.get("world_users"), r.get("ok"), r.get("backfill_s"),
+                         r.get("candidates_s"), r.get("candidate_ms_per_user_core"),
+                         r.get("peak_rss_gb")])  # fmt: skip
+    if rows and rec is not None:
+        cols = ["engine", "world users", "ok", "backfill_s", "candidates_s",
+                "candidate ms/user/core", "peak_rss_gb"]  # fmt: skip
+        s.tables.append(Table("Batch engines (measured)", cols, rows, ctx.m.paths[
+            "bench-scale-batch"].name))  # fmt: skip
+        s.alternatives = f"Batch engines {', '.join(runs)} on growing worlds (table below)."
+    else:
+        s.alternatives = "Batch engines: not measured yet (run: feedstack bench scale --json)."
+
+
 def data(ctx: Context) -> Section:
     s = Section("data", "Data")
+    s.decision = (
+        "One versioned event schema into a durable, idempotent log; features defined once for "
+        f"the stream worker and the backfill; batch jobs on the engine `{ctx.spec.engine}`."
+    )
+    _engines(ctx, s)
     for kind, paths in (
         ("bench-world", (("events_per_s", "events/s"), ("events_per_user_day", "events/user/day"),
                          ("bytes_per_event", "bytes"))),
@@ -286,5 +415,12 @@ def model(ctx: Context) -> Section:
     q = ctx.measured("train", "budget_ms", "ms")
     if q is not None:
         s.add("ranker_budget_ms", q)
-    s.findings.append(f"Selected ranker: {r.get('selected')} (most accurate within the budget).")
+    s.decision = (
+        f"Ranker {r.get('selected')}: the most accurate LambdaRank size whose p99 fits the "
+        f"ranking budget of {r.get('budget_ms', '?')} ms."
+    )
+    s.alternatives = (
+        f"{len(rows)} rankers (sizes, and the smallest without propensity weights) on the same "
+        "held-out window: the model-selection table."
+    )
     return s

@@ -1,7 +1,8 @@
 """One report section as data: labeled numbers, findings, tables, figures, what is missing.
 
-Sections are built by ``report/stages.py`` and rendered by ``report/render.py``; ``to_json`` is
-what ``report.json`` holds under the section's key.
+Sections are built by ``report/product.py`` and ``report/operations.py`` and rendered by
+``report/render.py``; ``to_json`` is what ``report.json`` holds under the section's key. A
+section opens with its decision and the alternatives it was measured against.
 """
 
 from __future__ import annotations
@@ -40,6 +41,8 @@ class Section:
     plots: list[tuple[str, str]] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
+    decision: str = ""  # what this stage chose, first line of the section
+    alternatives: str = ""  # what it was chosen against (and where the table is)
 
     def add(self, name: str, q: Quantity) -> None:
         self.numbers[name] = q.to_json()
@@ -56,6 +59,8 @@ class Section:
     def to_json(self) -> dict[str, Any]:
         return {
             "title": self.title,
+            "decision": self.decision,
+            "alternatives": self.alternatives,
             "numbers": self.numbers,
             "findings": self.findings,
             "tables": [t.to_json() for t in self.tables],

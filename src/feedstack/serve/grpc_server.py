@@ -89,6 +89,7 @@ class FeedServicer(_Base, feed_pb2_grpc.FeedServicer):
             user_id=feed.user_id,
             model_version=feed.model_version,
             arm=feed.arm,
+            experiment=feed.experiment or "",
             fallback=self.guard.shown_fallback(who, feed.fallback) or "",
             items=[
                 feed_pb2.FeedItem(

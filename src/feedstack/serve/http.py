@@ -4,7 +4,8 @@
                                          (an API key with the feeds scope, unless public)
     POST /v1/events                      the ingestion pipeline (events scope); 202 with counts
     GET  /healthz  /readyz  /metrics     liveness, readiness, Prometheus exposition
-    GET  /docs  /openapi.json            OpenAPI
+    GET  /docs  /openapi.json            OpenAPI (Swagger UI from vendored assets: no CDN)
+    GET  /console  /v1/console/*         the operator's console (serve/console.py; admin key)
     GET  /v1/ping                        a constant (not in the schema): the benchmark's floor
 
 Handlers build orjson bytes themselves (no response-model validation on the hot path); every
@@ -24,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path as FilePath
 from typing import Any
 
 import orjson
@@ -36,8 +38,10 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from feedstack.core.ids import ID_PATTERN, MAX_ID_CHARS, MAX_LABEL_CHARS, id_problem
+from feedstack.core.spec import Spec
 from feedstack.monitor.metrics import ServingMetrics
 from feedstack.serve import openapi
+from feedstack.serve.console import install_console, install_docs
 from feedstack.serve.errors import (
     BadRequest,
     NotFound,
@@ -70,6 +74,7 @@ class FeedOut(BaseModel):
     user_id: str
     model_version: str
     arm: str
+    experiment: str | None = None  # the running A/B test that chose the arm, if any
     fallback: str | None
     items: list[FeedItemOut]
 
@@ -93,6 +98,7 @@ def feed_body(feed: Feed, fallback: str | None = None) -> bytes:
             "user_id": feed.user_id,
             "model_version": feed.model_version,
             "arm": feed.arm,
+            "experiment": feed.experiment,
             "fallback": fallback,
             "items": [
                 {"item_id": i.item_id, "score": i.score, "source": i.source, "position": i.position}
@@ -152,8 +158,13 @@ def create_app(
     guard: Guard,
     metrics: ServingMetrics | None = None,
     feed_threads: int = FEED_THREADS,
+    project: FilePath | None = None,
+    spec: Spec | None = None,
+    console_sampling: bool = False,
 ) -> FastAPI:
-    """The FastAPI app over ``service``; ``guard`` holds keys and limits, ``metrics`` may be off."""
+    """The FastAPI app over ``service``; ``guard`` holds keys and limits, ``metrics`` may be off.
+    ``project`` and ``spec`` feed the console (its rollout, experiment and lineage panels, its
+    thresholds); ``console_sampling`` starts its sampler now rather than at the first poll."""
     m = metrics if metrics is not None else ServingMetrics(enabled=False)
     api = guard.api
     pool = ThreadPoolExecutor(feed_threads, "feed") if feed_threads > 0 else None
@@ -162,6 +173,8 @@ def create_app(
         version="1",
         summary="Personalized feed: ranked items per user, event intake.",
         debug=False,
+        docs_url=None,  # console.install_docs: Swagger UI from vendored assets
+        redoc_url=None,
     )
 
     def observe(endpoint: str, status: int, began: float) -> None:
@@ -274,6 +287,9 @@ def create_app(
         return Response(_PING, 200, media_type=JSON)
 
     openapi.install(app, api.max_events_per_request)
+    install_docs(app)
+    console_spec = spec or getattr(service, "spec", None) or Spec()
+    install_console(app, guard, m, service, console_spec, project, sample=console_sampling)
 
     @app.exception_handler(RequestValidationError)
     async def on_invalid(request: Request, exc: RequestValidationError) -> Response:

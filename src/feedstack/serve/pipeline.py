@@ -32,7 +32,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 import orjson
@@ -41,11 +41,13 @@ from feedstack.core.clock import Clock, SystemClock
 from feedstack.core.errors import BackendUnavailable, DataError, FeedstackError, NotSupported
 from feedstack.core.spec import Spec
 from feedstack.features.item_cache import ItemFeatureCache
+from feedstack.features.online_store import OnlineFeatureReader
 from feedstack.ingest.pipeline import Ingestor
 from feedstack.ingest.records import RawRecord
 from feedstack.models.rank.order import order_rows
 from feedstack.monitor.metrics import ServingMetrics
 from feedstack.serve import articles as art
+from feedstack.serve.experiments import ExperimentRouter
 from feedstack.serve.impressions import impression_payload
 from feedstack.serve.intake import EventWriter
 from feedstack.serve.models import ServingModel, ServingModels
@@ -69,12 +71,6 @@ _REMEMBERED = 100_000  # users' hides kept in memory (LRU)
 _SERVED_MEMO = 20_000
 SNAPSHOT_EVERY_S = 1.0
 INGEST_TIMEOUT_S = 30.0  # an API post waits this long for its commit, then answers 503
-
-
-class UserFeatures(Protocol):
-    """What the request path reads from the online store (FeastFeatureStore.get_online)."""
-
-    def get_online(self, view: str, keys: Sequence[str]) -> list[dict[str, Any] | None]: ...
 
 
 @dataclass(frozen=True)
@@ -104,16 +100,18 @@ class FeedPipeline:
         spec: Spec,
         models: ServingModels | None,
         candidates: CandidateCache,
-        user_features: UserFeatures,
+        user_features: OnlineFeatureReader,
         items: ItemFeatureCache,
         ingestor: Ingestor | None = None,
         metrics: ServingMetrics | None = None,
         clock: Clock | None = None,
         monotonic: Callable[[], float] = time.perf_counter,
         background: bool = True,
+        experiments: ExperimentRouter | None = None,
     ) -> None:
         self.spec = spec
         self.models = models
+        self.experiments = experiments  # the running A/B test (serve/experiments.py), if any
         self.candidates = candidates
         self.user_features = user_features
         self.items = items
@@ -186,7 +184,8 @@ class FeedPipeline:
             except FeedstackError as exc:
                 log.warning("warm-up read failed (serving degrades until it recovers): %s", exc)
         if self.models is not None:  # LightGBM's first predict allocates (~10-40 ms measured)
-            for model in filter(None, (self.models.champion, self.models.challenger)):
+            extra = self.experiments.rankers if self.experiments is not None else []
+            for model in filter(None, (self.models.champion, self.models.challenger, *extra)):
                 rows = np.zeros(
                     (self.spec.serve.candidates_per_user, len(model.ranker.feature_names))
                 )
@@ -209,6 +208,11 @@ class FeedPipeline:
         k = max(1, int(k))
         stage_ms: dict[str, float] = {}
         arm, model = ("champion", None) if self.models is None else self.models.route(user_id)
+        experiment: str | None = None
+        if self.experiments is not None and arm == "champion":  # canary users stay in the canary
+            routed = self.experiments.route(user_id)
+            experiment, arm, model = routed.experiment, routed.arm, routed.model
+        popular = experiment is not None and model is None  # the arm's policy: fallback lists
         version = model.version if model is not None else "fallback"
 
         def lap(stage: str, since: float) -> float:
@@ -242,7 +246,9 @@ class FeedPipeline:
         t = lap("candidates", t)
         if reason is None and late("candidates"):
             reason = "candidates_timeout"
-        if model is None:
+        if popular:
+            reason = None  # this arm serves the fallback lists by design, not as a degradation
+        elif model is None:
             reason = "no_model"
 
         # 2 user features (read even for the fallback: clicks to filter, the region)
@@ -276,7 +282,8 @@ class FeedPipeline:
         if ranked is None:
             ranked = self._fallback(snap, region, excluded, at_s, k, model)
             t = lap("filter", t)
-            version = "fallback"  # no model ranked these: their clicks are not the model's
+            # no model ranked these: their clicks are not the model's
+            version = "popular" if popular and reason is None else "fallback"
         if reason is not None:
             self.metrics.fallbacks.labels(reason).inc()
 
@@ -289,7 +296,9 @@ class FeedPipeline:
             )
         ]
         if items and self.writer is not None:
-            payload = impression_payload(rid, user_id, ranked.items, version, self.clock.now())
+            payload = impression_payload(
+                rid, user_id, ranked.items, version, self.clock.now(), experiment, arm
+            )
             self.writer.log(payload)
             self.metrics.impressions.labels(version, arm).inc(len(items))
             with self._memo_lock:
@@ -299,7 +308,7 @@ class FeedPipeline:
         self.metrics.observe_stages(stage_ms)
         self.metrics.arm_requests.labels(arm, "ok" if reason is None else "fallback").inc()
         self.metrics.arm_seconds.labels(arm).observe(sum(stage_ms.values()) / 1000.0)
-        return Feed(rid, user_id, items, version, arm, reason, stage_ms)
+        return Feed(rid, user_id, items, version, arm, reason, stage_ms, experiment)
 
     def ingest(self, payloads: Sequence[bytes]) -> IngestCounts:
         if self.writer is None:

@@ -1,7 +1,7 @@
 """The pure part of the request path: ranking features, filters, diversity, top k.
 
 Ranking features are assembled by the training code itself: the context columns come from
-``train.context.Context.features`` over a one-user Context built from what the server has (the
+``features.context.Context.features`` over a one-user Context built from what the server has (the
 user's online row, the in-memory article state), and the first-stage columns are the blend's,
 stored in the candidate cache by the batch job (train/candidate_cache.py) exactly as the blend
 computed them. tests/unit/test_serve_rerank.py proves that, for the same state, the rows equal
@@ -10,7 +10,6 @@ what ``Context.read`` gives training.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -18,9 +17,9 @@ import numpy as np
 import numpy.typing as npt
 
 from feedstack.core.errors import DataError
-from feedstack.features.definitions import AFFINITY_TAU_S, ARTICLE_COUNTERS, WINDOWS_S
+from feedstack.features.context import ARTICLE_COLUMNS, CONTEXT_FEATURES, Context
+from feedstack.features.definitions import AFFINITY_TAU_S, ARTICLE_COUNTERS, WINDOWS_S, decay
 from feedstack.serve.articles import NO_REGION, ArticleSnapshot
-from feedstack.train.context import ARTICLE_COLUMNS, CONTEXT_FEATURES, Context
 
 IntArray = npt.NDArray[np.int64]
 FloatMatrix = npt.NDArray[np.float32]
@@ -68,16 +67,16 @@ def user_context(
     affinity = np.zeros((1, max(1, len(snap.topics))), dtype=np.float32)
     user_region = np.full(1, -1, dtype=np.int64)
     if user is not None:
-        lag = max(at_s - float(user["as_of_s"]), 0.0)
-        day = math.exp(-lag / WINDOWS_S["24h"])
-        counts[0, 0] = np.float32(float(user["impressions_24h"] or 0.0) * day)
-        counts[0, 1] = np.float32(float(user["clicks_24h"] or 0.0) * day)
+        # Brought forward by the definitions' own decay, as every reader of an online row.
+        as_of = float(user["as_of_s"])
+        day = WINDOWS_S["24h"]
+        counts[0, 0] = np.float32(decay(float(user["impressions_24h"] or 0.0), as_of, at_s, day))
+        counts[0, 1] = np.float32(decay(float(user["clicks_24h"] or 0.0), as_of, at_s, day))
         topic_of = {t: j for j, t in enumerate(snap.topics)}
-        fade = math.exp(-lag / AFFINITY_TAU_S)
         for t, s in zip(user["affinity_topics"] or [], user["affinity_scores"] or [], strict=True):
             j = topic_of.get(t)
             if j is not None:  # a topic this process has not seen yet: no candidate has it
-                affinity[0, j] = np.float32(float(s) * fade)
+                affinity[0, j] = np.float32(decay(float(s), as_of, at_s, AFFINITY_TAU_S))
         user_region[0] = region_index(str(user["region"] or "unknown"))
     zero = np.zeros(1, dtype=np.int64)
     return Context(at_s, article, art_topic, art_region, zero, counts, affinity, user_region)

@@ -15,6 +15,7 @@ import socket
 import threading
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from types import FrameType
 from typing import Any
 
@@ -73,6 +74,7 @@ def run_server(
     feed_threads: int = FEED_THREADS,
     grace_s: float = GRACE_S,
     reuse_port: bool = False,
+    project: Path | None = None,
 ) -> Bound:
     """Serve until SIGTERM/SIGINT; returns the addresses it served on. ``reuse_port``: one of
     several worker processes on the same ports (serve/supervisor.py)."""
@@ -82,7 +84,9 @@ def run_server(
         service, guard, metrics, f"{grpc_host}:{grpc_port}", reuse_port=reuse_port
     )
     bound = Bound(host, sock.getsockname()[1], bound_grpc)
-    app = create_app(service, guard, metrics, feed_threads=feed_threads)
+    app = create_app(
+        service, guard, metrics, feed_threads=feed_threads, project=project, console_sampling=True
+    )
     config = uvicorn.Config(
         app,
         http="httptools",

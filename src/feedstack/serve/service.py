@@ -8,16 +8,15 @@ from pathlib import Path
 from feedstack.core.clock import Clock
 from feedstack.core.errors import ConfigError
 from feedstack.core.spec import Spec, load_spec
-from feedstack.features.feast_repo import FeastRepo
-from feedstack.features.feast_store import FeastFeatureStore
 from feedstack.features.item_cache import ItemFeatureCache
+from feedstack.features.online_store import open_online_features
 from feedstack.ingest.pipeline import Ingestor
 from feedstack.ingest.validate import Validator
 from feedstack.monitor.metrics import ServingMetrics
 from feedstack.serve.clock import LogClock
+from feedstack.serve.experiments import ExperimentRouter
 from feedstack.serve.models import ServingModels, load_models
-from feedstack.serve.pipeline import FeedPipeline, UserFeatures
-from feedstack.serve.user_store import PerThreadUserFeatures
+from feedstack.serve.pipeline import FeedPipeline
 from feedstack.storage.candidate_cache import open_candidate_cache
 from feedstack.storage.eventlog import open_event_log
 
@@ -32,8 +31,9 @@ def build_service(
     require_model: bool = False,
 ) -> FeedPipeline:
     """The project's feed service: its models (the rollout's champion and challenger, else the
-    newest), candidate cache, online store, in-memory item features (replayed from the event
-    log, then followed by a background thread when ``background``) and ingest pipeline.
+    newest; the running A/B test's arms), candidate cache, online store, in-memory item features
+    (replayed from the event log, then followed by a background thread when ``background``) and
+    ingest pipeline.
 
     ``clock`` (tests) overrides the spec's ``serve.clock``. Without a trained model it still
     answers, from the fallback lists, and reports not ready (``require_model`` makes that a
@@ -47,13 +47,10 @@ def build_service(
         if require_model:
             raise
         models = None
-    repo = FeastRepo.from_spec(project)
-    timeout_s = budgets["user_features"] / 1000.0
-    store: UserFeatures
-    if repo.online_kind == "sqlite":
-        store = PerThreadUserFeatures(lambda: FeastFeatureStore(repo, read_timeout_s=timeout_s))
-    else:  # redis-py's connection pool is shared safely by threads
-        store = FeastFeatureStore(repo, read_timeout_s=timeout_s)
+    experiments = ExperimentRouter.load(project, models)
+    store = open_online_features(
+        spec.backends.online_features, project, read_timeout_s=budgets["user_features"] / 1000.0
+    )
     cache = open_candidate_cache(
         spec.backends.candidate_cache, project, timeout_s=budgets["candidates"] / 1000.0
     )
@@ -77,4 +74,5 @@ def build_service(
         metrics=metrics,
         clock=feed_clock,
         background=background,
+        experiments=experiments,
     )

@@ -31,6 +31,7 @@ class Feed:
     # "cache_down", "cold_user", ...): counted in feedstack_fallbacks_total{reason}.
     fallback: str | None = None
     stage_ms: dict[str, float] = field(default_factory=dict)
+    experiment: str | None = None  # the running A/B test this request was served under
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,46 +3,48 @@
 Contract (every backend, proved by tests/contract/test_candidate_cache.py):
 - ``put_many({user: CandidateList})`` stores whole lists (a reader sees the old list or the new
   one, never a mix); a later put of the same user replaces the list.
-- ``get(user)`` is ONE read (one Redis GET, one SQLite row): the list exactly as put (ids, scores,
-  sources, first-stage features bit for bit, the candidate-model version), or None for a user the
-  cache has no list for.
+- ``get(user)`` is ONE read (one Redis GET, one SQLite row; a catalog is read once per handle):
+  the list as put (ids, sources, the candidate-model version exactly; scores and features as
+  the encoding keeps them, below), or None for a user the cache has no list for.
 - A backend that cannot be reached raises BackendUnavailable (the server degrades, it never
   errors); a read is bounded by the backend's timeout.
 - An entry that does not decode (torn, truncated, another format) raises DataError, never
   another exception: the server answers that user from the fallback lists (``cache_corrupt``).
 
-Encoding (``encode``/``decode``; no pickle): ``FSC1`` | u32 header length | header JSON (version,
-build time, source names, feature names, n) | float32 scores [n] | uint8 source [n] | float32
-features [n, F] (C order) | the ids, UTF-8, joined by NUL. A list of 500 candidates with 20
-features is about 47 KB, of which the features are 40 KB: see docs/serving.md for what a
-smaller form would cost.
+Encoding (``encode``/``decode``; no pickle): ``storage/candidate_codec.py``. Lists are written
+as ``FSC2``: ids as indices into a per-version *catalog* (stored once next to the lists),
+first-stage score and features each in the cheapest exact code (constant, small integer, a
+multiple of another column) or quantized to 8 bits, zlib over the body. So a round trip keeps
+ids, sources, version, build time and every exactly coded column bit for bit, and a quantized
+value within half a step; ``decode(encode(c))`` is a fixed point (``encode`` of a decoded list
+returns its own bytes).
+``FSC1`` entries (float32, the first format) still decode; any other bytes are a DataError.
 
 Backends by URL (spec key ``backends.candidate_cache``): ``memory://``, ``sqlite://PATH``,
-``redis://host:port/db?prefix=P`` (key ``P:cand:<user>``).
+``redis://host:port/db?prefix=P`` (keys ``P:cand:<user>`` and ``P:catalog:<id>``).
 """
 
 from __future__ import annotations
 
 import sqlite3
-import struct
 import threading
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
-import orjson
 
 from feedstack.core.errors import BackendUnavailable, DataError
 from feedstack.core.redact import redact_url
+from feedstack.storage.candidate_codec import MAGIC_V2, Catalog, decode_any, encode_v2
 from feedstack.storage.urls import parse_backend_url
 
 CANDIDATE_CACHE_SCHEMES = ("memory", "sqlite", "redis")
-MAGIC = b"FSC1"
+MAGIC = MAGIC_V2  # what encode writes (FSC1 is still read)
 OPEN_TIMEOUT_MS = 10_000
-_HEAD = struct.Struct("<4sI")
+KEPT_CATALOGS = 8  # catalogs a reader keeps in memory (a version's, a canary's, ...)
 
 
 @dataclass(frozen=True, eq=False)
@@ -57,6 +59,10 @@ class CandidateList:
     source_names: tuple[str, ...]
     features: npt.NDArray[np.float32]  # [n, len(feature_names)] first-stage ranking features
     feature_names: tuple[str, ...]
+    # The ids the encoding indexes (default: the ids of the lists put together); set by decode.
+    catalog: Catalog | None = field(default=None, compare=False)
+    raw: bytes | None = field(default=None, compare=False, repr=False)  # as decoded (FSC2)
+    group: str | None = None  # whose shared catalog tables apply (the user's region), if any
 
     def __post_init__(self) -> None:
         n = len(self.items)
@@ -87,74 +93,86 @@ class CandidateList:
         )
 
 
-def encode(c: CandidateList) -> bytes:
+def encode(c: CandidateList, catalog: Catalog | None = None) -> bytes:
+    """``FSC2`` bytes of ``c`` with ids indexing ``catalog`` (default: ``c.catalog``, else a
+    catalog of ``c``'s own ids; a backend stores the catalog next to the list)."""
     for item in c.items:
         if "\x00" in item:
             raise DataError(f"candidate id {item!r}: contains NUL")
-    header = orjson.dumps(
-        {
-            "version": c.version,
-            "built_at_s": c.built_at_s,
-            "sources": list(c.source_names),
-            "features": list(c.feature_names),
-            "n": len(c.items),
-        }
-    )
-    return b"".join(
-        (
-            _HEAD.pack(MAGIC, len(header)),
-            header,
-            np.ascontiguousarray(c.scores, dtype="<f4").tobytes(),
-            np.ascontiguousarray(c.sources, dtype=np.uint8).tobytes(),
-            np.ascontiguousarray(c.features, dtype="<f4").tobytes(),
-            "\x00".join(c.items).encode(),
-        )
-    )
+    cat = catalog or c.catalog or Catalog.of(c.items)
+    if c.raw is not None and c.raw[:4] == MAGIC_V2 and c.catalog is cat:
+        return c.raw  # a decoded list re-put: the same bytes (quantizing is not idempotent)
+    return encode_v2(
+        c.version, c.built_at_s, c.items, c.scores, c.sources, c.source_names,
+        c.features, c.feature_names, cat, c.group,
+    )  # fmt: skip
 
 
-def decode(raw: bytes) -> CandidateList:
-    """The list in ``raw``; DataError for anything that is not a whole, consistent entry (a
-    torn write, another format, bytes someone else put under our key): never another error."""
-    try:
-        return _decode(raw)
-    except DataError:
-        raise
-    except (ValueError, TypeError, KeyError, struct.error, UnicodeDecodeError) as exc:
-        # orjson.JSONDecodeError and numpy's short-buffer errors are ValueErrors.
-        raise DataError(f"candidate cache entry: corrupt ({type(exc).__name__})") from None
-
-
-def _decode(raw: bytes) -> CandidateList:
-    if len(raw) < _HEAD.size:
-        raise DataError("candidate cache entry: truncated")
-    magic, head_len = _HEAD.unpack_from(raw)
-    if magic != MAGIC:
-        raise DataError(f"candidate cache entry: unknown format {magic!r}")
-    at = _HEAD.size
-    h: dict[str, Any] = orjson.loads(raw[at : at + head_len])
-    at += head_len
-    n, f = int(h["n"]), len(h["features"])
-    if n < 0 or len(raw) < at + n * (5 + 4 * f):
-        raise DataError(f"candidate cache entry: truncated ({len(raw)} bytes for {n} items)")
-    scores = np.frombuffer(raw, "<f4", n, at).astype(np.float32)
-    at += 4 * n
-    sources = np.frombuffer(raw, np.uint8, n, at).copy()
-    at += n
-    features = np.frombuffer(raw, "<f4", n * f, at).astype(np.float32).reshape(n, f)
-    at += 4 * n * f
-    items = raw[at:].decode().split("\x00") if n else []
-    if len(items) != n:
-        raise DataError(f"candidate cache entry: {len(items)} ids for {n} candidates")
+def decode(raw: bytes, resolve: Callable[[str], Catalog] | None = None) -> CandidateList:
+    """The list in ``raw`` (``resolve`` maps an FSC2 entry's catalog id to the catalog); a
+    DataError for anything that is not a whole, consistent entry (a torn write, another format,
+    a catalog nobody stored, bytes someone else put under our key): never another error."""
+    d = decode_any(raw, resolve)
     return CandidateList(
-        str(h["version"]),
-        float(h["built_at_s"]),
-        items,
-        scores,
-        sources,
-        tuple(str(x) for x in h["sources"]),
-        features,
-        tuple(str(x) for x in h["features"]),
-    )
+        d.version, d.built_at_s, d.items, d.scores, d.sources, d.source_names, d.features,
+        d.feature_names, d.catalog, raw if raw[:4] == MAGIC_V2 else None, d.group,
+    )  # fmt: skip
+
+
+def with_catalogs(
+    lists: Mapping[str, CandidateList],
+) -> tuple[dict[str, CandidateList], list[Catalog]]:
+    """Every list with a catalog (those without one share a catalog of their ids) and the
+    distinct catalogs, to be stored before the lists."""
+    bare = [c for c in lists.values() if c.catalog is None]
+    shared = Catalog.of(sorted({i for c in bare for i in c.items})) if bare else None
+    out: dict[str, CandidateList] = {}
+    cats: dict[str, Catalog] = {}
+    for u, c in lists.items():
+        if c.catalog is None and shared is not None:
+            c = CandidateList(
+                c.version, c.built_at_s, c.items, c.scores, c.sources, c.source_names,
+                c.features, c.feature_names, shared, None, c.group,
+            )  # fmt: skip
+        if c.catalog is not None:
+            cats[c.catalog.id] = c.catalog
+        out[u] = c
+    return out, list(cats.values())
+
+
+class _Catalogs:
+    """The catalogs one backend handle has read or written: read once, then from memory."""
+
+    def __init__(self, load: Callable[[str], bytes | None], name: str) -> None:
+        self._load = load
+        self._name = name
+        self._known: dict[str, Catalog] = {}
+        self._lock = threading.Lock()
+
+    def remember(self, cat: Catalog) -> bool:
+        """True when ``cat`` is new to this handle (the caller stores it)."""
+        with self._lock:
+            fresh = cat.id not in self._known
+            self._keep(cat)
+        return fresh
+
+    def _keep(self, cat: Catalog) -> None:
+        self._known[cat.id] = cat
+        while len(self._known) > KEPT_CATALOGS:
+            self._known.pop(next(iter(self._known)))
+
+    def __call__(self, cid: str) -> Catalog:
+        with self._lock:
+            got = self._known.get(cid)
+        if got is not None:
+            return got
+        raw = self._load(cid)
+        if raw is None:
+            raise DataError(f"candidate cache {self._name}: catalog {cid} is missing (rebuild)")
+        cat = Catalog.from_bytes(raw, cid)
+        with self._lock:
+            self._keep(cat)
+        return cat
 
 
 class CandidateCache(Protocol):
@@ -181,16 +199,22 @@ class MemoryCandidateCache:
     def __init__(self, url: str = "memory://") -> None:
         self.url = url
         self._data: dict[str, bytes] = {}
+        self._catalog_bytes: dict[str, bytes] = {}
+        self.catalogs = _Catalogs(self._catalog_bytes.get, url)
         self._closed = False
 
     def get(self, user_id: str) -> CandidateList | None:
         if self._closed:
             raise BackendUnavailable(f"candidate cache {self.url}: closed")
         raw = self._data.get(user_id)
-        return None if raw is None else decode(raw)
+        return None if raw is None else decode(raw, self.catalogs)
 
     def put_many(self, lists: Mapping[str, CandidateList]) -> int:
-        encoded = {u: encode(c) for u, c in lists.items()}
+        ready, cats = with_catalogs(lists)
+        for cat in cats:
+            if self.catalogs.remember(cat) or cat.id not in self._catalog_bytes:
+                self._catalog_bytes[cat.id] = cat.to_bytes()
+        encoded = {u: encode(c) for u, c in ready.items()}
         self._data.update(encoded)
         return sum(len(b) for b in encoded.values())
 
@@ -213,6 +237,7 @@ class SqliteCandidateCache:
         self._conns: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
         self._closed = False
+        self.catalogs = _Catalogs(self._read_catalog, self.url)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             db = self._db()
@@ -221,6 +246,7 @@ class SqliteCandidateCache:
             db.execute(f"PRAGMA busy_timeout={OPEN_TIMEOUT_MS}")
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("CREATE TABLE IF NOT EXISTS candidates (user TEXT PRIMARY KEY, list BLOB)")
+            db.execute("CREATE TABLE IF NOT EXISTS catalogs (id TEXT PRIMARY KEY, ids BLOB)")
             db.execute(f"PRAGMA busy_timeout={max(1, round(timeout_s * 1000))}")
         except (sqlite3.Error, OSError) as exc:
             raise BackendUnavailable(f"candidate cache {self.url}: {exc}") from exc
@@ -247,14 +273,27 @@ class SqliteCandidateCache:
             )
         except sqlite3.Error as exc:
             raise BackendUnavailable(f"candidate cache {self.url}: read failed: {exc}") from exc
-        return None if row is None else decode(bytes(row[0]))
+        return None if row is None else decode(bytes(row[0]), self.catalogs)
+
+    def _read_catalog(self, cid: str) -> bytes | None:
+        try:
+            row = self._db().execute("SELECT ids FROM catalogs WHERE id = ?", (cid,)).fetchone()
+        except sqlite3.Error as exc:
+            raise BackendUnavailable(f"candidate cache {self.url}: read failed: {exc}") from exc
+        return None if row is None else bytes(row[0])
 
     def put_many(self, lists: Mapping[str, CandidateList]) -> int:
-        rows = [(u, encode(c)) for u, c in lists.items()]
+        ready, cats = with_catalogs(lists)
+        rows = [(u, encode(c)) for u, c in ready.items()]
         try:
             db = self._db()
             db.execute("BEGIN IMMEDIATE")
             try:
+                for cat in cats:  # the catalog commits with (before) the lists that index it
+                    db.execute(
+                        "INSERT OR IGNORE INTO catalogs VALUES (?, ?)", (cat.id, cat.to_bytes())
+                    )
+                    self.catalogs.remember(cat)
                 db.executemany("INSERT OR REPLACE INTO candidates VALUES (?, ?)", rows)
                 db.execute("COMMIT")
             except BaseException:
@@ -291,21 +330,36 @@ class RedisCandidateCache:
         self._r: Any = redis.Redis.from_url(
             strip_prefix(url), socket_timeout=timeout_s, socket_connect_timeout=timeout_s
         )
+        self.catalogs = _Catalogs(self._read_catalog, self.url)
 
     def key(self, user_id: str) -> str:
         return f"{self.prefix}:cand:{user_id}"
+
+    def catalog_key(self, cid: str) -> str:
+        return f"{self.prefix}:catalog:{cid}"
 
     def get(self, user_id: str) -> CandidateList | None:
         try:
             raw = self._r.get(self.key(user_id))
         except self._error as exc:
             raise BackendUnavailable(f"candidate cache {self.url}: read failed: {exc}") from exc
-        return None if raw is None else decode(bytes(raw))
+        return None if raw is None else decode(bytes(raw), self.catalogs)
+
+    def _read_catalog(self, cid: str) -> bytes | None:
+        try:
+            raw = self._r.get(self.catalog_key(cid))
+        except self._error as exc:
+            raise BackendUnavailable(f"candidate cache {self.url}: read failed: {exc}") from exc
+        return None if raw is None else bytes(raw)
 
     def put_many(self, lists: Mapping[str, CandidateList], chunk: int = 500) -> int:
         written = 0
-        items: Sequence[tuple[str, CandidateList]] = list(lists.items())
+        ready, cats = with_catalogs(lists)
+        items: Sequence[tuple[str, CandidateList]] = list(ready.items())
         try:
+            for cat in cats:  # before the lists that index it; same id, same bytes: idempotent
+                if self.catalogs.remember(cat) or not self._r.exists(self.catalog_key(cat.id)):
+                    self._r.set(self.catalog_key(cat.id), cat.to_bytes())
             for start in range(0, len(items), chunk):
                 with self._r.pipeline(transaction=False) as pipe:
                     for user, c in items[start : start + chunk]:

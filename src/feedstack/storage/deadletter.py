@@ -62,6 +62,11 @@ class DeadLetterStore(Protocol):
     def close(self) -> None: ...
 
 
+def _check_open(closed: bool, location: str) -> None:
+    if closed:
+        raise BackendUnavailable(f"dead-letter store {location}: closed")
+
+
 class FileDeadLetter:
     FILE = "dead_letter.jsonl"
 
@@ -71,6 +76,7 @@ class FileDeadLetter:
         self.location = str(self.path)
         self._keys: set[str] = set()
         self._seen = 0  # bytes of the file whose keys are in _keys
+        self._closed = False
 
     def _catch_up(self, f: Any) -> None:
         """Under the lock: drop a crash's partial last line, then read the keys appended since
@@ -92,6 +98,7 @@ class FileDeadLetter:
         self._seen += end
 
     def write(self, rejections: Sequence[Rejection]) -> int:
+        _check_open(self._closed, self.location)
         if not rejections:
             return 0
         try:
@@ -117,6 +124,7 @@ class FileDeadLetter:
         return len(lines)
 
     def read(self) -> list[Rejection]:
+        _check_open(self._closed, self.location)
         if not self.path.exists():
             return []
         out = []
@@ -130,7 +138,7 @@ class FileDeadLetter:
         return out
 
     def close(self) -> None:
-        pass
+        self._closed = True
 
 
 _DL_APPEND = """
@@ -158,8 +166,10 @@ class RedisDeadLetter:
         # feeds; writing a rejection then fails (BackendUnavailable: the batch is not
         # acknowledged) until the store is back.
         self._script = self._r.register_script(_DL_APPEND)
+        self._closed = False
 
     def write(self, rejections: Sequence[Rejection]) -> int:
+        _check_open(self._closed, self.location)
         if not rejections:
             return 0
         args: list[Any] = []
@@ -172,6 +182,7 @@ class RedisDeadLetter:
             raise BackendUnavailable(f"dead-letter store {self.location}: {exc}") from exc
 
     def read(self) -> list[Rejection]:
+        _check_open(self._closed, self.location)
         try:
             entries = self._r.xrange(self.stream, "-", "+")
         except self._err as exc:
@@ -182,6 +193,9 @@ class RedisDeadLetter:
         self._r.delete(self.stream, self.keys)
 
     def close(self) -> None:
+        # redis-py would reconnect on the next command after close(): the flag makes a closed
+        # store refuse, as the file store does.
+        self._closed = True
         self._r.close()
 
 

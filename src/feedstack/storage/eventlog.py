@@ -1,5 +1,8 @@
 """The event log port: a durable, idempotent, ordered log of validated events.
 
+Backends: ``sqlite://`` (embedded default), ``redis://`` (Streams), ``kafka://``, and ``memory://NAME``
+(in-process, for tests and local runs: memory_log.py).
+
 Contract (every backend, proved by tests/contract/test_event_log.py):
 - ``append(events)`` is durable before it returns: once it returns, every accepted event survives
   a crash of this process. It is atomic per call on SQLite and Redis (if it raises, none of the
@@ -35,7 +38,7 @@ from typing import Protocol, TypeAlias
 from feedstack.core.events import Event
 from feedstack.storage.urls import parse_backend_url
 
-EVENT_LOG_SCHEMES = ("sqlite", "redis", "kafka")
+EVENT_LOG_SCHEMES = ("sqlite", "redis", "kafka", "memory")
 
 
 @dataclass(frozen=True)
@@ -92,6 +95,10 @@ def open_event_log(url: str, project: Path) -> EventLog:
 
         assert parsed.path is not None
         return SqliteEventLog(parsed.path, url=url)
+    if parsed.scheme == "memory":
+        from feedstack.storage.memory_log import MemoryEventLog
+
+        return MemoryEventLog(url.split("://", 1)[1] or "default")
     if parsed.scheme == "kafka":
         from feedstack.storage.kafka_log import KafkaEventLog
 

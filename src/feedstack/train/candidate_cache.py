@@ -37,6 +37,7 @@ from feedstack.storage.candidate_cache import CandidateCache, CandidateList, ope
 from feedstack.storage.eventlog import open_event_log
 from feedstack.storage.offline import open_offline_store
 from feedstack.train import artifacts
+from feedstack.train.candidate_tables import build_catalog, user_group
 from feedstack.train.clean_log import load_clean_log
 from feedstack.train.history import ClickHistory
 from feedstack.train.newslog import NewsLog
@@ -129,7 +130,12 @@ class CandidateJob:
         self.dead = ~np.asarray((age >= 0) & (age < max_age_s), dtype=bool)  # NaN: never published
         self.version = str(meta.get("version") or model.folder.name)
         self.version_folder = model.folder.name
+        # Every list indexes the log's articles; trending's per-region columns live here once.
+        self.catalog = build_catalog(model.sources, log, self.blend.feature_names)
         self.articles_added = 0
+        self.model_state_bytes = sum(
+            int(a.nbytes) for s in model.sources for a in s.arrays().values()
+        )
         self.quarantined = 0  # offline rows set aside as unusable (see load_job)
 
     def lists(self, users: IntArray) -> dict[str, CandidateList]:
@@ -158,6 +164,9 @@ class CandidateJob:
                 cands.source_names,
                 np.ascontiguousarray(cands.features[lo:hi]),
                 cands.feature_names,
+                self.catalog,
+                None,
+                user_group(log, int(users[b])),
             )
         return out
 
@@ -303,4 +312,6 @@ def build_candidate_cache(
         "bytes": written,
         "seconds": round(seconds, 3),
         "quarantined": job.quarantined,
+        # What a serving process would hold to retrieve per request (the online pattern).
+        "model_state_bytes": job.model_state_bytes,
     }

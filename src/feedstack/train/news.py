@@ -6,7 +6,7 @@
    text. The replay (train/replay.py) serves each logged request from the state at the start of
    its bucket; the blend unions the sources' top-k into ``candidates`` per request.
 3. Features: every source's scores and ranks (the blend's) and the point-in-time context
-   (train/context.py), minus ``drop_features``.
+   (features/context.py), minus ``drop_features``.
 4. The examination curve is estimated on the log before the evaluation window
    (train/examination.py); LambdaRank learns from the label window's slates with inverse
    propensity weights (train/slates.py), one model per size in ``sizes``, plus one size without
@@ -34,6 +34,7 @@ import numpy as np
 import numpy.typing as npt
 
 from feedstack.core.errors import InputError
+from feedstack.features.context import CONTEXT_FEATURES
 from feedstack.features.definitions import RECENT_CLICKS, definitions_version
 from feedstack.models.candidates.als import ALSTrainer
 from feedstack.models.candidates.base import CandidateSource
@@ -43,7 +44,7 @@ from feedstack.models.candidates.covisit import CovisitTrainer
 from feedstack.models.candidates.trending import TrendingTrainer
 from feedstack.models.rank.lgbm import Ranker
 from feedstack.train import artifacts, examination, latency, selection
-from feedstack.train.context import CONTEXT_FEATURES
+from feedstack.train.cache_rounding import cache_rounding_effect
 from feedstack.train.history import HISTORY_DECAY
 from feedstack.train.newslog import NewsLog
 from feedstack.train.replay import Replay
@@ -288,6 +289,7 @@ def run(
         },
         "lift": selection.lift(metrics["models"], selected, K),
         "compared": {name: _summary(metrics, name) for name in ("blend", selected, "logged")},
+        "cache_rounding": cache_rounding_effect(metrics, selected, K),
         "feature_importance": _importance(rankers[selected]),
         "features_version": definitions_version(),
         "log_hash": _log_hash(log, w.eval_s),

@@ -21,11 +21,11 @@ import numpy.typing as npt
 import scipy.sparse as sp
 
 from feedstack.features.aggregator import FeatureAggregator
+from feedstack.features.context import Context
 from feedstack.models.candidates.base import CandidateSource
 from feedstack.models.candidates.content import ContentSource
 from feedstack.models.candidates.covisit import CovisitSource, CovisitTrainer, pairs
 from feedstack.models.candidates.trending import Exposures, TrendingSource, TrendingTrainer
-from feedstack.train.context import Context
 from feedstack.train.history import ClickHistory
 from feedstack.train.newslog import NewsLog
 

@@ -21,6 +21,7 @@ import numpy.typing as npt
 from feedstack.core.errors import InputError
 from feedstack.models.candidates.blend import Blend
 from feedstack.models.rank.lgbm import Ranker
+from feedstack.train.cache_rounding import CACHE_SUFFIX, cache_rounded
 from feedstack.train.examination import ExaminationCurve
 from feedstack.train.newslog import NewsLog
 from feedstack.train.replay import Replay
@@ -130,11 +131,16 @@ def evaluate(
         sel = requests.between(b, b + w.bucket_s)
         if sel.size:
             cands, feats, history, exclude = serve(replay, blend, imp.user[sel], max_age_s)
+            rounded = np.ascontiguousarray(
+                cache_rounded(cands, feats, blend.config.quotas)[:, cols]
+            )
             feats = np.ascontiguousarray(feats[:, cols])
             first_stage = -np.arange(cands.n_rows, dtype=np.float32)
             scores = {"blend": first_stage}
             for name, ranker in rankers.items():
                 scores[name] = ranker.predict(feats, num_threads=1)
+                # The same ranker on the values the candidate cache will hand to serving.
+                scores[name + CACHE_SUFFIX] = ranker.predict(rounded, num_threads=1)
             tops = {name: cands.top(s, k) for name, s in scores.items()}
             expected = None if oracle is None else _expected(replay.log, oracle, sel, tops)
             pos = shown_positions(imp.items[sel], cands)

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#feedstack/serve/grpc_gen/feed.proto\x12\x0c\x66\x65\x65\x64stack.v1\"M\n\x0b\x46\x65\x65\x64Request\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\t\n\x01k\x18\x02 \x01(\x05\x12\x0e\n\x06region\x18\x03 \x01(\t\x12\x12\n\nrequest_id\x18\x04 \x01(\t\"L\n\x08\x46\x65\x65\x64Item\x12\x0f\n\x07item_id\x18\x01 \x01(\t\x12\r\n\x05score\x18\x02 \x01(\x01\x12\x0e\n\x06source\x18\x03 \x01(\t\x12\x10\n\x08position\x18\x04 \x01(\x05\"\x90\x01\n\x0c\x46\x65\x65\x64Response\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12%\n\x05items\x18\x03 \x03(\x0b\x32\x16.feedstack.v1.FeedItem\x12\x15\n\rmodel_version\x18\x04 \x01(\t\x12\x0b\n\x03\x61rm\x18\x05 \x01(\t\x12\x10\n\x08\x66\x61llback\x18\x06 \x01(\t\"\x1f\n\rIngestRequest\x12\x0e\n\x06\x65vents\x18\x01 \x03(\x0c\"*\n\tRejection\x12\r\n\x05\x66ield\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"q\n\x0eIngestResponse\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\x03\x12\x12\n\nduplicates\x18\x02 \x01(\x03\x12\x10\n\x08rejected\x18\x03 \x01(\x03\x12\'\n\x06\x65rrors\x18\x04 \x03(\x0b\x32\x17.feedstack.v1.Rejection2H\n\x04\x46\x65\x65\x64\x12@\n\x07GetFeed\x12\x19.feedstack.v1.FeedRequest\x1a\x1a.feedstack.v1.FeedResponse2M\n\x06\x45vents\x12\x43\n\x06Ingest\x12\x1b.feedstack.v1.IngestRequest\x1a\x1c.feedstack.v1.IngestResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#feedstack/serve/grpc_gen/feed.proto\x12\x0c\x66\x65\x65\x64stack.v1\"M\n\x0b\x46\x65\x65\x64Request\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\t\n\x01k\x18\x02 \x01(\x05\x12\x0e\n\x06region\x18\x03 \x01(\t\x12\x12\n\nrequest_id\x18\x04 \x01(\t\"L\n\x08\x46\x65\x65\x64Item\x12\x0f\n\x07item_id\x18\x01 \x01(\t\x12\r\n\x05score\x18\x02 \x01(\x01\x12\x0e\n\x06source\x18\x03 \x01(\t\x12\x10\n\x08position\x18\x04 \x01(\x05\"\xa4\x01\n\x0c\x46\x65\x65\x64Response\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12%\n\x05items\x18\x03 \x03(\x0b\x32\x16.feedstack.v1.FeedItem\x12\x15\n\rmodel_version\x18\x04 \x01(\t\x12\x0b\n\x03\x61rm\x18\x05 \x01(\t\x12\x10\n\x08\x66\x61llback\x18\x06 \x01(\t\x12\x12\n\nexperiment\x18\x07 \x01(\t\"\x1f\n\rIngestRequest\x12\x0e\n\x06\x65vents\x18\x01 \x03(\x0c\"*\n\tRejection\x12\r\n\x05\x66ield\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"q\n\x0eIngestResponse\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\x03\x12\x12\n\nduplicates\x18\x02 \x01(\x03\x12\x10\n\x08rejected\x18\x03 \x01(\x03\x12\'\n\x06\x65rrors\x18\x04 \x03(\x0b\x32\x17.feedstack.v1.Rejection2H\n\x04\x46\x65\x65\x64\x12@\n\x07GetFeed\x12\x19.feedstack.v1.FeedRequest\x1a\x1a.feedstack.v1.FeedResponse2M\n\x06\x45vents\x12\x43\n\x06Ingest\x12\x1b.feedstack.v1.IngestRequest\x1a\x1c.feedstack.v1.IngestResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,15 +36,15 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_FEEDITEM']._serialized_start=132
   _globals['_FEEDITEM']._serialized_end=208
   _globals['_FEEDRESPONSE']._serialized_start=211
-  _globals['_FEEDRESPONSE']._serialized_end=355
-  _globals['_INGESTREQUEST']._serialized_start=357
-  _globals['_INGESTREQUEST']._serialized_end=388
-  _globals['_REJECTION']._serialized_start=390
-  _globals['_REJECTION']._serialized_end=432
-  _globals['_INGESTRESPONSE']._serialized_start=434
-  _globals['_INGESTRESPONSE']._serialized_end=547
-  _globals['_FEED']._serialized_start=549
-  _globals['_FEED']._serialized_end=621
-  _globals['_EVENTS']._serialized_start=623
-  _globals['_EVENTS']._serialized_end=700
+  _globals['_FEEDRESPONSE']._serialized_end=375
+  _globals['_INGESTREQUEST']._serialized_start=377
+  _globals['_INGESTREQUEST']._serialized_end=408
+  _globals['_REJECTION']._serialized_start=410
+  _globals['_REJECTION']._serialized_end=452
+  _globals['_INGESTRESPONSE']._serialized_start=454
+  _globals['_INGESTRESPONSE']._serialized_end=567
+  _globals['_FEED']._serialized_start=569
+  _globals['_FEED']._serialized_end=641
+  _globals['_EVENTS']._serialized_start=643
+  _globals['_EVENTS']._serialized_end=720
 # @@protoc_insertion_point(module_scope)

@@ -31,20 +31,22 @@ class FeedItem(_message.Message):
     def __init__(self, item_id: _Optional[str] = ..., score: _Optional[float] = ..., source: _Optional[str] = ..., position: _Optional[int] = ...) -> None: ...
 
 class FeedResponse(_message.Message):
-    __slots__ = ("request_id", "user_id", "items", "model_version", "arm", "fallback")
+    __slots__ = ("request_id", "user_id", "items", "model_version", "arm", "fallback", "experiment")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     USER_ID_FIELD_NUMBER: _ClassVar[int]
     ITEMS_FIELD_NUMBER: _ClassVar[int]
     MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
     ARM_FIELD_NUMBER: _ClassVar[int]
     FALLBACK_FIELD_NUMBER: _ClassVar[int]
+    EXPERIMENT_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     user_id: str
     items: _containers.RepeatedCompositeFieldContainer[FeedItem]
     model_version: str
     arm: str
     fallback: str
-    def __init__(self, request_id: _Optional[str] = ..., user_id: _Optional[str] = ..., items: _Optional[_Iterable[_Union[FeedItem, _Mapping]]] = ..., model_version: _Optional[str] = ..., arm: _Optional[str] = ..., fallback: _Optional[str] = ...) -> None: ...
+    experiment: str
+    def __init__(self, request_id: _Optional[str] = ..., user_id: _Optional[str] = ..., items: _Optional[_Iterable[_Union[FeedItem, _Mapping]]] = ..., model_version: _Optional[str] = ..., arm: _Optional[str] = ..., fallback: _Optional[str] = ..., experiment: _Optional[str] = ...) -> None: ...
 
 class IngestRequest(_message.Message):
     __slots__ = ("events",)
