@@ -128,10 +128,14 @@ class CandidateJob:
         self.history = ClickHistory.build(c.user, c.item, c.time_s, log.n_items)
         age = at_s - log.publish_s
         self.dead = ~np.asarray((age >= 0) & (age < max_age_s), dtype=bool)  # NaN: never published
-        self.version = str(meta.get("version") or model.folder.name)
+        self._describe(model)
+
+    def _describe(self, model: artifacts.LoadedModel) -> None:
+        """What every job records of its model: version, the catalog its lists index (the log's
+        items; trending's per-region columns live there once), the state the sources hold."""
+        self.version = str(model.meta.get("version") or model.folder.name)
         self.version_folder = model.folder.name
-        # Every list indexes the log's articles; trending's per-region columns live here once.
-        self.catalog = build_catalog(model.sources, log, self.blend.feature_names)
+        self.catalog = build_catalog(model.sources, self.log, self.blend.feature_names)
         self.articles_added = 0
         self.model_state_bytes = sum(
             int(a.nbytes) for s in model.sources for a in s.arrays().values()
@@ -205,10 +209,7 @@ class InteractionsJob(CandidateJob):
         matrix.data[:] = 1.0
         self.matrix = matrix
         self.dead = np.zeros(n_items, dtype=bool)
-        self.version = str(meta.get("version") or model.folder.name)
-        self.version_folder = model.folder.name
-        self.articles_added = 0
-        self.quarantined = 0
+        self._describe(model)
 
     def lists(self, users: IntArray) -> dict[str, CandidateList]:
         hist = self.matrix[users]
