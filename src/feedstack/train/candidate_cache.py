@@ -113,22 +113,25 @@ class CandidateJob:
     of users: each user's list depends on that user alone)."""
 
     def __init__(self, model: artifacts.LoadedModel, log: NewsLog, at_s: float) -> None:
-        meta = model.meta
         self.log = log
         self.at_s = at_s
-        self.quotas = {str(k): int(v) for k, v in meta["blend"]["quotas"].items()}
-        n_items = model.sources[0].n_items
-        per_user = n_items * 4 * (sum(len(s.feature_names) for s in model.sources) + 24)
-        self.batch = max(1, min(1000, BATCH_BYTES // per_user))
-        self.blend = Blend(
-            model.sources, BlendConfig(int(meta["blend"]["size"]), self.quotas, self.batch)
-        )
-        max_age_s = float(meta["config"]["max_age_h"]) * 3600.0
+        self._blend(model)
+        max_age_s = float(model.meta["config"]["max_age_h"]) * 3600.0
         c = log.clicks
         self.history = ClickHistory.build(c.user, c.item, c.time_s, log.n_items)
         age = at_s - log.publish_s
         self.dead = ~np.asarray((age >= 0) & (age < max_age_s), dtype=bool)  # NaN: never published
         self._describe(model)
+
+    def _blend(self, model: artifacts.LoadedModel) -> None:
+        """The model's blend, its quotas, and users per batch: dense full-catalog scores cost
+        about n_items x 4 bytes x (features + 24) per user, kept under BATCH_BYTES."""
+        self.quotas = {str(k): int(v) for k, v in model.meta["blend"]["quotas"].items()}
+        n_items = model.sources[0].n_items
+        per_user = n_items * 4 * (sum(len(s.feature_names) for s in model.sources) + 24)
+        self.batch = max(1, min(1000, BATCH_BYTES // per_user))
+        size = int(model.meta["blend"]["size"])
+        self.blend = Blend(model.sources, BlendConfig(size, self.quotas, self.batch))
 
     def _describe(self, model: artifacts.LoadedModel) -> None:
         """What every job records of its model: version, the catalog its lists index (the log's
@@ -183,10 +186,8 @@ class InteractionsJob(CandidateJob):
     not candidates until the next training."""
 
     def __init__(self, model: artifacts.LoadedModel, log: NewsLog, at_s: float) -> None:
-        meta = model.meta
         self.log = log
         self.at_s = at_s
-        self.quotas = {str(k): int(v) for k, v in meta["blend"]["quotas"].items()}
         n_items = model.sources[0].n_items
         item_ids = (model.items or {}).get("item_ids")
         if item_ids is None or item_ids.size != n_items:
@@ -196,11 +197,7 @@ class InteractionsJob(CandidateJob):
                 f"{model.folder}: the log's items are not the ones the model was trained on, "
                 "in that order: retrain with `feedstack train`"
             )
-        per_user = n_items * 4 * (sum(len(s.feature_names) for s in model.sources) + 24)
-        self.batch = max(1, min(1000, BATCH_BYTES // per_user))
-        self.blend = Blend(
-            model.sources, BlendConfig(int(meta["blend"]["size"]), self.quotas, self.batch)
-        )
+        self._blend(model)
         c = log.clicks
         known = (c.item < n_items) & (c.time_s <= at_s)
         ones = np.ones(int(known.sum()), dtype=np.float32)
