@@ -424,7 +424,10 @@ async def run(cfg: dict[str, Any]) -> dict[str, Any]:
 
 
 def main() -> None:
-    cfg = orjson.loads(sys.argv[1])
+    """The config as JSON: the first argument, or stdin when it is ``-`` (a config naming
+    thousands of users or keys outgrows the kernel's limit on one argument)."""
+    raw = sys.stdin.buffer.read() if sys.argv[1] == "-" else sys.argv[1].encode()
+    cfg = orjson.loads(raw)
     if cfg["protocol"] == "http":
         try:
             import uvloop

@@ -187,7 +187,8 @@ def bench_keys(
 def run_loadgen(cfg: dict[str, Any], timeout_s: float) -> dict[str, Any]:
     """One load-generator run in its own process."""
     proc = subprocess.run(
-        [sys.executable, "-m", "feedstack.bench.loadgen", orjson.dumps(cfg).decode()],
+        [sys.executable, "-m", "feedstack.bench.loadgen", "-"],
+        input=orjson.dumps(cfg),  # on stdin: the bench project's users outgrow one argument
         capture_output=True,
         timeout=timeout_s,
         check=False,
